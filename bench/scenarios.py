@@ -1,0 +1,52 @@
+"""What each scenario requests, which app answers it, and what a right answer is.
+
+A scenario is data only: bench/load.py turns it into a wrk command line,
+bench/check.py into raw requests, bench/servers.py into ``bench_apps:<app>``.
+"""
+from dataclasses import dataclass, field
+
+from . import apps
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    app: str                     # attribute of bench/apps.py
+    path: str = "/"
+    method: str = "GET"
+    body: bytes = b""            # request body (POST)
+    headers: tuple = ()          # extra request headers, (name, value)
+    pipeline: int = 1            # requests written back to back per wrk batch
+    close: bool = False          # Connection: close on every request
+    expected: bytes = b""        # exact response body, unless check is set
+    check: object = None         # callable(body) -> bool, overrides expected
+    static: bool = False         # nginx's fixed response can stand in for it
+    report_bytes: bool = False   # throughput in bytes/s is meaningful
+    help: str = ""
+
+    def body_ok(self, body):
+        if self.check is not None:
+            return self.check(body)
+        return body == self.expected
+
+
+SCENARIOS = {s.name: s for s in [
+    Scenario("hello", "hello", expected=apps.HELLO_BODY, static=True,
+             help="keep-alive GET, 13-byte body"),
+    Scenario("pipeline", "hello", expected=apps.HELLO_BODY, static=True,
+             pipeline=16, help="same, 16 requests pipelined per write"),
+    Scenario("newconn", "hello", expected=apps.HELLO_BODY, static=True,
+             close=True, help="Connection: close, a new TCP connection per request"),
+    Scenario("big", "big", expected=apps.BIG_BODY, report_bytes=True,
+             help="1 MiB response body"),
+    Scenario("post", "post", method="POST", body=apps.POST_BODY,
+             headers=(("Content-Type", "application/octet-stream"),),
+             expected=apps.POST_DIGEST,
+             help="64 KiB POST, app returns its sha256"),
+    Scenario("flask", "flask_app", path="/json", check=apps.flask_expected_ok,
+             help="Flask JSON endpoint"),
+    Scenario("stream", "stream", expected=apps.STREAM_BODY, report_bytes=True,
+             help="generator, 100 x 1 KiB, no Content-Length (chunked)"),
+]}
+
+DEFAULT_ORDER = list(SCENARIOS)

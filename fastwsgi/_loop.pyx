@@ -1,0 +1,389 @@
+# cython: language_level=3
+"""The event loop: epoll, accept, dispatch to connections, timeouts, stop.
+
+Contract: Loop(state, listeners).run() serves until stop() is called (from a signal
+handler, another thread, or because state.stop_requested was set after
+max_requests), then stops gracefully: it stops accepting, closes idle keep-alive
+connections, lets responses in flight finish until the graceful deadline, and
+returns.  epoll_wait runs without the GIL.  Python signal handlers run promptly:
+the loop's wakeup pipe is meant for signal.set_wakeup_fd(), and a byte on it makes
+the loop call PyErr_CheckSignals(); an exception a handler raises ends run().
+An exception from one connection is logged and closes that connection only.
+"""
+
+cimport cython
+from libc.errno cimport errno, EAGAIN, EINTR, EMFILE, ENFILE, ECONNABORTED
+from libc.stdint cimport uint32_t, uint64_t
+from libc.string cimport memset
+
+from fastwsgi._connection cimport (Connection, ServerState, WANT_CLOSE, WANT_READ,
+                                   WANT_WRITE, ST_READ)
+
+import os
+import socket
+
+cdef extern from "Python.h":
+    int PyErr_CheckSignals() except -1
+
+cdef extern from "sys/epoll.h" nogil:
+    ctypedef union epoll_data_t:
+        void* ptr
+        int fd
+        uint32_t u32
+        uint64_t u64
+    struct epoll_event:
+        uint32_t events
+        epoll_data_t data
+    int epoll_create1(int flags)
+    int epoll_ctl(int epfd, int op, int fd, epoll_event* ev)
+    int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
+    int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLEXCLUSIVE
+    int EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL, EPOLL_CLOEXEC
+
+cdef extern from "sys/socket.h" nogil:
+    ctypedef unsigned int socklen_t
+    ctypedef unsigned short sa_family_t
+    struct sockaddr:
+        sa_family_t sa_family
+    struct sockaddr_storage:
+        sa_family_t ss_family
+    int accept4(int fd, sockaddr* addr, socklen_t* alen, int flags)
+    int setsockopt(int fd, int level, int name, const void* val, socklen_t len)
+    int SOCK_NONBLOCK, SOCK_CLOEXEC, AF_INET, AF_INET6, AF_UNIX, SOL_SOCKET
+
+cdef extern from "netinet/in.h" nogil:
+    struct in_addr:
+        pass
+    struct in6_addr:
+        pass
+    struct sockaddr_in:
+        sa_family_t sin_family
+        unsigned short sin_port
+        in_addr sin_addr
+    struct sockaddr_in6:
+        sa_family_t sin6_family
+        unsigned short sin6_port
+        in6_addr sin6_addr
+    int IPPROTO_TCP
+    unsigned short ntohs(unsigned short)
+
+cdef extern from "netinet/tcp.h" nogil:
+    int TCP_NODELAY
+
+cdef extern from "arpa/inet.h" nogil:
+    const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
+
+cdef extern from "unistd.h" nogil:
+    ssize_t read(int fd, void* buf, size_t n)
+    ssize_t write(int fd, const void* buf, size_t n)
+    int c_close "close"(int fd)
+
+cdef extern from "time.h" nogil:
+    ctypedef int clockid_t
+    struct timespec:
+        long tv_sec
+        long tv_nsec
+    int clock_gettime(clockid_t clk, timespec* ts)
+    clockid_t CLOCK_MONOTONIC
+
+
+cdef inline double now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+DEF MAX_EVENTS = 512
+DEF ACCEPT_BATCH = 64
+DEF SWEEP_INTERVAL = 0.25
+
+
+@cython.final
+cdef class Loop:
+    cdef int epfd
+    cdef int wake_r, wake_w
+    cdef ServerState st
+    cdef dict conns
+    cdef dict listeners          # fd -> (socket object, is_tcp)
+    cdef dict addr_cache
+    cdef bint accepting
+    cdef bint stopping
+    cdef bint hard_stop
+    cdef double graceful_deadline
+    cdef double next_sweep
+    cdef double accept_resume_at
+    cdef public Py_ssize_t max_connections
+    cdef public double graceful_timeout
+    cdef public object on_tick          # called about every SWEEP_INTERVAL (worker heartbeat)
+
+    def __cinit__(self):
+        self.epfd = -1
+        self.wake_r = -1
+        self.wake_w = -1
+
+    def __init__(self, ServerState st, listeners=(), Py_ssize_t max_connections=10000,
+                 double graceful_timeout=30.0):
+        self.st = st
+        self.conns = {}
+        self.listeners = {}
+        self.addr_cache = {}
+        self.max_connections = max_connections if max_connections > 0 else (1 << 30)
+        self.graceful_timeout = graceful_timeout
+        self.epfd = epoll_create1(EPOLL_CLOEXEC)
+        if self.epfd < 0:
+            raise OSError(errno, os.strerror(errno))
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._ctl(EPOLL_CTL_ADD, self.wake_r, EPOLLIN)
+        for sock in listeners:
+            self.add_listener(sock)
+        self.accepting = True
+
+    def __dealloc__(self):
+        if self.epfd >= 0:
+            c_close(self.epfd)
+        if self.wake_r >= 0:
+            c_close(self.wake_r)
+        if self.wake_w >= 0:
+            c_close(self.wake_w)
+
+    @property
+    def wakeup_fd(self):
+        """The write end for signal.set_wakeup_fd(): signals wake epoll_wait."""
+        return self.wake_w
+
+    @property
+    def connections(self):
+        return len(self.conns)
+
+    @property
+    def is_stopping(self):
+        return self.stopping
+
+    cdef int _ctl(self, int op, int fd, uint32_t events) except -1:
+        cdef epoll_event ev
+        memset(&ev, 0, sizeof(ev))
+        ev.events = events
+        ev.data.fd = fd
+        if epoll_ctl(self.epfd, op, fd, &ev) < 0:
+            raise OSError(errno, os.strerror(errno))
+        return 0
+
+    def add_listener(self, sock):
+        sock.setblocking(False)
+        fd = sock.fileno()
+        is_tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        self.listeners[fd] = (sock, is_tcp)
+        if self.accepting or not self.stopping:
+            # EPOLLEXCLUSIVE: with several workers on one socket, one wakes per connection
+            self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE)
+
+    cdef void _pause_accepting(self) noexcept:
+        if not self.accepting:
+            return
+        self.accepting = False
+        for fd in self.listeners:
+            try:
+                self._ctl(EPOLL_CTL_DEL, fd, 0)
+            except OSError:
+                pass
+
+    cdef void _resume_accepting(self) noexcept:
+        if self.accepting or self.stopping:
+            return
+        self.accepting = True
+        for fd in self.listeners:
+            try:
+                self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE)
+            except OSError:
+                pass
+
+    def stop(self, graceful=True):
+        """Ask the loop to stop; safe from signal handlers and other threads."""
+        if not graceful:
+            self.hard_stop = True
+        if not self.stopping:
+            self.stopping = True
+            self.graceful_deadline = now() + self.graceful_timeout
+        try:
+            os.write(self.wake_w, b"\0")
+        except OSError:
+            pass
+
+    cdef int _accept(self, int lfd, bint is_tcp) except -1:
+        cdef sockaddr_storage addr
+        cdef socklen_t alen
+        cdef int fd, one = 1, i
+        cdef char host[64]
+        cdef Connection conn
+        cdef str remote, port
+        for i in range(ACCEPT_BATCH):
+            alen = sizeof(addr)
+            fd = accept4(lfd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
+            if fd < 0:
+                if errno == EINTR or errno == ECONNABORTED:
+                    continue
+                if errno == EMFILE or errno == ENFILE:
+                    # out of descriptors: stop accepting for a moment, keep serving
+                    self.st.logger.error("accept: too many open files; pausing accept")
+                    self._pause_accepting()
+                    self.accept_resume_at = now() + 0.5
+                return 0
+            remote = ""
+            port = ""
+            if addr.ss_family == AF_INET:
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+                inet_ntop(AF_INET, &(<sockaddr_in*>&addr).sin_addr, host, sizeof(host))
+                remote = self._intern_addr(host)
+                port = str(ntohs((<sockaddr_in*>&addr).sin_port))
+            elif addr.ss_family == AF_INET6:
+                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
+                inet_ntop(AF_INET6, &(<sockaddr_in6*>&addr).sin6_addr, host, sizeof(host))
+                remote = self._intern_addr(host)
+                port = str(ntohs((<sockaddr_in6*>&addr).sin6_port))
+            try:
+                conn = Connection(self.st, fd, remote, port)
+            except BaseException:
+                c_close(fd)
+                raise
+            self.conns[fd] = conn
+            self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN)
+            if len(self.conns) >= self.max_connections:
+                self._pause_accepting()
+                return 0
+        return 0
+
+    cdef str _intern_addr(self, const char* host):
+        cdef str s = host.decode("ascii")
+        cdef object cached = self.addr_cache.get(s)
+        if cached is not None:
+            return <str>cached
+        if len(self.addr_cache) < 4096:
+            self.addr_cache[s] = s
+        return s
+
+    cdef void _apply(self, Connection conn, int want) noexcept:
+        """Act on what a connection asked for: close it or change its interest."""
+        cdef int fd = conn.fd
+        if want == WANT_CLOSE:
+            self._drop(conn)
+            return
+        if want != conn.interest:
+            conn.interest = want
+            try:
+                self._ctl(EPOLL_CTL_MOD, fd, EPOLLIN if want == WANT_READ else EPOLLOUT)
+            except OSError:
+                self._drop(conn)
+
+    cdef void _drop(self, Connection conn) noexcept:
+        self.conns.pop(conn.fd, None)
+        conn.close()        # closing the fd also removes it from the epoll set
+        if not self.accepting and len(self.conns) < self.max_connections:
+            if self.accept_resume_at == 0:
+                self._resume_accepting()
+
+    cdef int _dispatch(self, Connection conn, uint32_t events) except -1:
+        cdef int want
+        try:
+            if conn.interest == WANT_WRITE:
+                want = conn.on_writable()
+            else:
+                want = conn.on_readable()
+        except Exception as exc:
+            self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
+            want = WANT_CLOSE
+        except BaseException:
+            self._drop(conn)         # KeyboardInterrupt, SystemExit: stop the loop
+            raise
+        self._apply(conn, want)
+        return 0
+
+    cdef void _sweep(self, double t) noexcept:
+        """Close connections whose deadline passed; when stopping, idle ones too."""
+        cdef Connection conn
+        cdef list expired = []
+        for conn in self.conns.values():
+            if conn.deadline <= t:
+                expired.append(conn)
+            elif self.stopping and conn.state == ST_READ and conn.is_idle():
+                expired.append(conn)
+        for conn in expired:
+            if conn.deadline <= t:
+                try:
+                    conn.on_timeout()
+                except Exception:
+                    pass
+            self._drop(conn)
+
+    def run(self, long long until_requests=-1, double timeout=-1.0):
+        """Serve until stopped (or until `until_requests` requests were served, or
+        `timeout` seconds passed: handle_request()).  Returns the number served."""
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int n, i, fd, ms
+        cdef double t, t_end = (now() + timeout) if timeout >= 0 else 0
+        cdef long long start = self.st.requests
+        cdef char drain[256]
+        cdef object entry, conn_obj
+        self.next_sweep = now() + SWEEP_INTERVAL
+        while True:
+            if self.hard_stop:
+                break
+            if self.st.stop_requested and not self.stopping:
+                self.stop()
+            if self.stopping:
+                self._pause_accepting()
+                if not self.conns or now() >= self.graceful_deadline:
+                    break
+            if until_requests >= 0 and self.st.requests - start >= until_requests:
+                break
+            t = now()
+            ms = <int>((self.next_sweep - t) * 1000) + 1
+            if ms < 0:
+                ms = 0
+            if t_end and t_end - t < ms / 1000.0:
+                ms = <int>((t_end - t) * 1000) + 1 if t_end > t else 0
+            with nogil:
+                n = epoll_wait(self.epfd, events, MAX_EVENTS, ms)
+            if n < 0:
+                if errno == EINTR:
+                    PyErr_CheckSignals()
+                    continue
+                raise OSError(errno, os.strerror(errno))
+            for i in range(n):
+                fd = events[i].data.fd
+                conn_obj = self.conns.get(fd)
+                if conn_obj is not None:
+                    self._dispatch(<Connection>conn_obj, events[i].events)
+                elif fd == self.wake_r:
+                    while read(self.wake_r, drain, sizeof(drain)) > 0:
+                        pass
+                    PyErr_CheckSignals()
+                else:
+                    entry = self.listeners.get(fd)
+                    if entry is not None and self.accepting:
+                        self._accept(fd, entry[1])
+            t = now()
+            if t >= self.next_sweep:
+                self.next_sweep = t + SWEEP_INTERVAL
+                if self.accept_resume_at and t >= self.accept_resume_at:
+                    self.accept_resume_at = 0
+                    if len(self.conns) < self.max_connections:
+                        self._resume_accepting()
+                self._sweep(t)
+                if self.on_tick is not None:
+                    self.on_tick()
+            if t_end and t >= t_end:
+                break
+        return self.st.requests - start
+
+    def close(self):
+        """Close every connection (the listeners belong to the caller)."""
+        cdef Connection conn
+        for conn in list(self.conns.values()):
+            conn.close()
+        self.conns.clear()
+        for fd in list(self.listeners):
+            try:
+                self._ctl(EPOLL_CTL_DEL, fd, 0)
+            except OSError:
+                pass
+        self.listeners.clear()

@@ -1,0 +1,111 @@
+"""The exception tree of fastwsgi.
+
+Contract: every error the parser raises is an ``HttpParserError`` subclass whose
+``status_code`` is the HTTP status the server answers with (and then closes the
+connection). ``ResponseError`` covers what the *application* did wrong (bad status,
+header injection, start_response misuse): the server answers 500 if it still can.
+Pure Python, so the compiled modules and the tests raise and catch the same classes.
+"""
+
+__all__ = [
+    "FastWSGIError",
+    "HttpParserError",
+    "InvalidRequestLine",
+    "InvalidTarget",
+    "UnsupportedVersion",
+    "InvalidHeader",
+    "InvalidFraming",
+    "InvalidChunk",
+    "UnsupportedTransferCoding",
+    "ExpectationFailed",
+    "RequestLineTooLong",
+    "HeadersTooLarge",
+    "BodyTooLarge",
+    "ResponseError",
+    "ClientDisconnected",
+]
+
+
+class FastWSGIError(Exception):
+    """Root of every error fastwsgi raises on purpose."""
+
+
+class HttpParserError(FastWSGIError):
+    """The request is malformed: answer ``status_code`` and close the connection."""
+
+    status_code = 400
+    reason = "Bad Request"
+
+    def __init__(self, message=None):
+        super().__init__(message or self.reason)
+
+    @property
+    def message(self):
+        return self.args[0]
+
+
+class InvalidRequestLine(HttpParserError):
+    """Method, spacing or line ending of the request line is not RFC 9112 §3."""
+
+
+class InvalidTarget(HttpParserError):
+    """The request-target is not origin-, absolute- or asterisk-form (RFC 9112 §3.2)."""
+
+
+class UnsupportedVersion(HttpParserError):
+    """A well-formed HTTP version other than 1.0 and 1.1 (RFC 9110 §15.6.6)."""
+
+    status_code = 505
+    reason = "HTTP Version Not Supported"
+
+
+class InvalidHeader(HttpParserError):
+    """A field line breaks RFC 9110 §5 / RFC 9112 §5 (token, CTL, obs-fold, Host)."""
+
+
+class InvalidFraming(HttpParserError):
+    """Content-Length / Transfer-Encoding are missing, malformed or in conflict (RFC 9112 §6)."""
+
+
+class InvalidChunk(InvalidFraming):
+    """Chunked body framing is malformed (RFC 9112 §7.1)."""
+
+
+class UnsupportedTransferCoding(HttpParserError):
+    """A transfer coding other than a final ``chunked`` (RFC 9112 §6.1)."""
+
+    status_code = 501
+    reason = "Not Implemented"
+
+
+class ExpectationFailed(HttpParserError):
+    """An Expect value other than ``100-continue`` (RFC 9110 §10.1.1)."""
+
+    status_code = 417
+    reason = "Expectation Failed"
+
+
+class RequestLineTooLong(HttpParserError):
+    status_code = 414
+    reason = "URI Too Long"
+
+
+class HeadersTooLarge(HttpParserError):
+    status_code = 431
+    reason = "Request Header Fields Too Large"
+
+
+class BodyTooLarge(HttpParserError):
+    status_code = 413
+    reason = "Content Too Large"
+
+
+class ResponseError(FastWSGIError):
+    """The application broke PEP 3333 (status, headers, start_response use)."""
+
+    status_code = 500
+    reason = "Internal Server Error"
+
+
+class ClientDisconnected(FastWSGIError, OSError):
+    """The client went away while the application read its body or wrote a response."""

@@ -1,0 +1,327 @@
+"""The error log and the access log.
+
+``setup_logging(config)`` configures the ``fastwsgi.error`` logger (stderr, or
+``--error-logfile``) and returns it. ``AccessLog.from_config(config)`` returns a
+callable ``access(environ, status, length, request_time)`` that writes one line per
+request, or None when access logging is off, so the hot path pays only an
+``if access_log is not None`` test.
+
+The access-log format uses gunicorn's atoms (``%(h)s``, ``%({user-agent}i)s``...).
+The atoms a format uses are worked out once, when the log is created; a request
+computes only those. Request-controlled text (request line, headers, user) is
+escaped Apache-style (``\\"``, ``\\\\``, ``\\xHH`` for control characters) so a
+client cannot forge log lines. Log files are opened for appending and every line
+is written with a single write(), which keeps lines from several workers whole.
+"""
+
+import base64
+import binascii
+import logging
+import os
+import re
+import sys
+import threading
+import time
+
+__all__ = [
+    "ERROR_LOG_FORMAT",
+    "ERROR_LOG_DATEFMT",
+    "ACCESS_ATOMS",
+    "setup_logging",
+    "reopen_error_log",
+    "AccessLog",
+    "check_access_log_format",
+]
+
+ERROR_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
+ERROR_LOG_DATEFMT = "%Y-%m-%d %H:%M:%S %z"
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "critical": logging.CRITICAL,
+}
+
+
+def _config_error(flag, path, exc):
+    from fastwsgi.config import ConfigError
+
+    reason = (exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else str(exc)
+    return ConfigError(f"{flag}: cannot open {path!r}: {reason}")
+
+
+# ---------------------------------------------------------------------------- error log
+
+
+def setup_logging(config):
+    """Point the ``fastwsgi.error`` logger at ``config.error_log``; return the logger.
+
+    Safe to call again (for instance in a worker): handlers it added before are
+    replaced. A log file that cannot be opened raises ConfigError.
+    """
+    logger = logging.getLogger("fastwsgi.error")
+    if config.error_log == "-":
+        handler = logging.StreamHandler(sys.stderr)
+    else:
+        try:
+            handler = logging.FileHandler(config.error_log, mode="a", encoding="utf-8")
+        except OSError as exc:
+            raise _config_error("--error-logfile", config.error_log, exc) from None
+    handler._fastwsgi = True
+    handler.setFormatter(logging.Formatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+    for old in list(logger.handlers):
+        if getattr(old, "_fastwsgi", False):
+            logger.removeHandler(old)
+            old.close()
+    logger.addHandler(handler)
+    logger.setLevel(_LEVELS[config.log_level])
+    logger.propagate = False
+    return logger
+
+
+def reopen_error_log():
+    """Reopen the error log file (after logrotate moved it; SIGUSR1)."""
+    for handler in logging.getLogger("fastwsgi.error").handlers:
+        if getattr(handler, "_fastwsgi", False) and isinstance(handler, logging.FileHandler):
+            handler.acquire()
+            try:
+                if handler.stream is not None:
+                    handler.stream.close()
+                handler.stream = handler._open()
+            finally:
+                handler.release()
+
+
+# ---------------------------------------------------------------------------- access log
+
+# Control characters (C0, DEL, C1), the quote and the backslash, escaped as Apache does.
+_ESCAPES = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7F, 0xA0))}
+_ESCAPES[ord('"')] = '\\"'
+_ESCAPES[ord("\\")] = "\\\\"
+
+
+def _escape(text):
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return text
+    return text.translate(_ESCAPES)
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+class _ClfClock:
+    """``[10/Oct/2000:13:55:36 -0700]``, formatted once per second."""
+
+    def __init__(self):
+        self._second = None
+        self._text = ""
+        self._lock = threading.Lock()
+
+    def __call__(self):
+        now = int(time.time())
+        if now != self._second:
+            tm = time.localtime(now)
+            off = tm.tm_gmtoff // 60
+            sign = "-" if off < 0 else "+"
+            off = abs(off)
+            text = (f"[{tm.tm_mday:02d}/{_MONTHS[tm.tm_mon - 1]}/{tm.tm_year:04d}:"
+                    f"{tm.tm_hour:02d}:{tm.tm_min:02d}:{tm.tm_sec:02d} "
+                    f"{sign}{off // 60:02d}{off % 60:02d}]")
+            with self._lock:
+                self._second, self._text = now, text
+            return text
+        return self._text
+
+
+def _user(environ):
+    user = environ.get("REMOTE_USER")
+    if user:
+        return _escape(user)
+    auth = environ.get("HTTP_AUTHORIZATION")
+    if auth and auth[:6].lower() == "basic ":
+        try:
+            decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("latin-1")
+        except (binascii.Error, ValueError):
+            return "-"
+        return _escape(decoded.split(":", 1)[0]) or "-"
+    return "-"
+
+
+def _request_line(environ):
+    uri = environ.get("RAW_URI")
+    if uri is None:
+        uri = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING")
+        if query:
+            uri += "?" + query
+    return _escape(
+        f"{environ.get('REQUEST_METHOD', '-')} {uri} {environ.get('SERVER_PROTOCOL', '-')}"
+    )
+
+
+def _environ_atom(key, escape=True):
+    def atom(environ, status, length, request_time):
+        value = environ.get(key)
+        if value is None or value == "":
+            return "-"
+        return _escape(str(value)) if escape else str(value)
+
+    return atom
+
+
+# name -> (description, getter(environ, status, length, request_time))
+ACCESS_ATOMS = {
+    "h": ("remote address", _environ_atom("REMOTE_ADDR")),
+    "l": ("'-'", lambda e, s, n, t: "-"),
+    "u": ("user name (REMOTE_USER or Basic auth)", lambda e, s, n, t: _user(e)),
+    "t": ("date and time of the request", None),  # bound per AccessLog (clock)
+    "r": ("request line", lambda e, s, n, t: _request_line(e)),
+    "m": ("request method", _environ_atom("REQUEST_METHOD")),
+    "U": ("URL path without query string", _environ_atom("PATH_INFO")),
+    "q": ("query string", _environ_atom("QUERY_STRING")),
+    "H": ("protocol", _environ_atom("SERVER_PROTOCOL")),
+    "s": ("status code", lambda e, s, n, t: s[:3]),
+    "B": ("response body length", lambda e, s, n, t: n),
+    "b": ("response body length or '-' (CLF)", lambda e, s, n, t: n if n else "-"),
+    "f": ("referer", _environ_atom("HTTP_REFERER")),
+    "a": ("user agent", _environ_atom("HTTP_USER_AGENT")),
+    "T": ("request time in whole seconds", lambda e, s, n, t: int(t)),
+    "M": ("request time in whole milliseconds", lambda e, s, n, t: int(t * 1000)),
+    "D": ("request time in microseconds", lambda e, s, n, t: int(t * 1_000_000)),
+    "L": ("request time in decimal seconds", lambda e, s, n, t: f"{t:.6f}"),
+    "p": ("process id, as <pid>", None),  # bound per AccessLog (pid at creation)
+}
+
+_ATOM_KEY = re.compile(r"%\(([^)]*)\)")
+_POSITIONAL = re.compile(r"%(?!\(|%)")
+_HEADER_ATOM = re.compile(r"^\{([^{}]+)\}([ieo])$")
+
+
+def _atom_getter(key, clock):
+    if key == "t":
+        return lambda e, s, n, t: clock()
+    if key == "p":
+        pid = f"<{os.getpid()}>"
+        return lambda e, s, n, t: pid
+    if key in ACCESS_ATOMS:
+        return ACCESS_ATOMS[key][1]
+    m = _HEADER_ATOM.match(key)
+    if m is None:
+        raise ValueError(
+            f"unknown access log atom {key!r} (known: {' '.join(ACCESS_ATOMS)}, "
+            "{header}i, {variable}e)"
+        )
+    name, kind = m.groups()
+    if kind == "e":
+        return _environ_atom(name)
+    if kind == "o":  # response headers are not passed to the access log
+        return lambda e, s, n, t: "-"
+    cgi = name.strip().upper().replace("-", "_")
+    if cgi not in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        cgi = "HTTP_" + cgi
+    return _environ_atom(cgi)
+
+
+def _compile_format(fmt, clock=None):
+    """``fmt`` -> [(atom, getter)]; raises ValueError for any fault in the format."""
+    if _POSITIONAL.search(fmt.replace("%%", "")):
+        raise ValueError("use %(atom)s placeholders only, e.g. '%(h)s \"%(r)s\" %(s)s'")
+    getters = {}
+    for key in _ATOM_KEY.findall(fmt):
+        if key not in getters:
+            getters[key] = _atom_getter(key, clock or _ClfClock())
+    sample = {key: "x" if key not in ("B", "T", "M", "D") else 1 for key in getters}
+    try:
+        fmt % sample
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"invalid access log format: {exc}") from None
+    return list(getters.items())
+
+
+def check_access_log_format(fmt):
+    """Raise ValueError with a one-line reason if ``fmt`` is not a usable format."""
+    _compile_format(fmt)
+
+
+class AccessLog:
+    """``access(environ, status, length, request_time)``: write one access-log line.
+
+    ``status`` is the WSGI status string ("200 OK"), ``length`` the body bytes sent,
+    ``request_time`` the seconds from request head to last byte. Never raises: a
+    failed write is reported once to the error log and the request goes on.
+    """
+
+    def __init__(self, path, fmt):
+        self.path = path
+        self.format = fmt
+        self._getters = _compile_format(fmt, _ClfClock())
+        self._lock = threading.Lock()
+        self._failed = False
+        self._stream = None
+        self._owns_stream = False
+        self._open()
+
+    @classmethod
+    def from_config(cls, config):
+        """An AccessLog for ``config``, or None if access logging is off."""
+        if not config.access_log:
+            return None
+        return cls(config.access_log, config.access_log_format)
+
+    def _open(self):
+        if self.path == "-":
+            self._stream, self._owns_stream = sys.stdout, False
+            return
+        try:
+            # Line buffered: each line reaches the file in one write() of its own.
+            self._stream = open(self.path, "a", buffering=1, encoding="utf-8",
+                                errors="backslashreplace")
+        except OSError as exc:
+            raise _config_error("--access-logfile", self.path, exc) from None
+        self._owns_stream = True
+
+    def __call__(self, environ, status, length, request_time):
+        try:
+            line = self.format % {
+                key: getter(environ, status, length, request_time)
+                for key, getter in self._getters
+            }
+        except Exception as exc:  # a hostile environ must not break the request
+            line = f"- - - - \"-\" {status[:3]} {length} \"-\" \"-\" (log error: {exc!r})"
+        with self._lock:
+            try:
+                self._stream.write(line + "\n")
+                if not self._owns_stream:
+                    self._stream.flush()
+            except (OSError, ValueError) as exc:
+                if not self._failed:
+                    self._failed = True
+                    logging.getLogger("fastwsgi.error").error(
+                        "cannot write the access log %s: %s", self.path, exc)
+
+    def reopen(self):
+        """Reopen the log file (after logrotate moved it; SIGUSR1). No-op for stdout."""
+        if not self._owns_stream:
+            return
+        with self._lock:
+            old = self._stream
+            try:
+                self._open()
+            except Exception as exc:
+                self._stream = old
+                logging.getLogger("fastwsgi.error").error(
+                    "cannot reopen the access log: %s", exc)
+                return
+            self._failed = False
+            try:
+                old.close()
+            except OSError:
+                pass
+
+    def close(self):
+        with self._lock:
+            if self._owns_stream:
+                self._stream.close()  # later writes fail quietly (ValueError)

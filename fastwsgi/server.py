@@ -1,0 +1,285 @@
+"""The Python face of the server: sockets, the base environ, and the public API.
+
+Contract:
+- ``bind_sockets(config)`` opens the listening sockets of ``config.bind`` (TCP v4/v6,
+  ``unix:PATH``, ``fd://N``); a failure raises OSError carrying ``.address``.
+- ``Server(app, config, sockets=None)`` wires an app to the compiled loop
+  (fastwsgi._loop) and connection (fastwsgi._connection); its methods are the
+  ``wsgiref.simple_server`` ones: serve_forever(), handle_request(), shutdown(),
+  server_close(), server_address.
+- ``make_server(host, port, app, **options)`` and ``run(app, host, port, **options)``
+  are the Python API; options are the setting names of fastwsgi.config.
+- ``serve(app, config)`` is what the CLI runs in a single process: bind, banner,
+  SIGINT/SIGTERM stop gracefully, return the exit status.
+"""
+
+import errno
+import logging
+import os
+import resource
+import signal
+import socket
+import stat
+import sys
+import threading
+
+from fastwsgi import __version__
+from fastwsgi._connection import FileWrapper, ServerState
+from fastwsgi._loop import Loop
+from fastwsgi._parser import Limits
+from fastwsgi.config import Config, parse_bind
+
+__all__ = ["Server", "make_server", "run", "serve", "bind_sockets"]
+
+log = logging.getLogger("fastwsgi.error")
+
+
+def _bind_one(addr, backlog, unix_mode, reuse_port=False):
+    if addr.kind == "fd":
+        sock = socket.socket(fileno=addr.fd)
+        return sock
+    if addr.kind == "unix":
+        try:
+            if stat.S_ISSOCK(os.stat(addr.path).st_mode):
+                os.unlink(addr.path)        # a stale socket of an earlier run
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            old = os.umask(0o777 & ~unix_mode)
+            try:
+                sock.bind(addr.path)
+            finally:
+                os.umask(old)
+            sock.listen(backlog)
+        except BaseException:
+            sock.close()
+            raise
+        return sock
+    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
+    host = addr.host
+    if family == socket.AF_INET and host not in ("", "0.0.0.0"):
+        # a host name: resolve it the way the kernel would connect
+        infos = socket.getaddrinfo(host, addr.port, 0, socket.SOCK_STREAM)
+        family, _, _, _, sockaddr = infos[0]
+        host = sockaddr[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, addr.port))
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_sockets(config, reuse_port=None):
+    """The listening sockets for config.bind; OSError.address names a failing bind."""
+    sockets = []
+    reuse = config.reuse_port if reuse_port is None else reuse_port
+    try:
+        for text in config.bind:
+            addr = parse_bind(text)
+            try:
+                sockets.append(_bind_one(addr, config.backlog, config.unix_socket_mode, reuse))
+            except OSError as exc:
+                exc.address = text
+                raise
+    except BaseException:
+        for sock in sockets:
+            sock.close()
+        raise
+    for sock in sockets:
+        sock.set_inheritable(True)
+    return sockets
+
+
+def socket_url(sock):
+    """How the banner names a listening socket."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def raise_fd_limit():
+    """Let one process hold as many connections as the hard limit allows."""
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        pass
+
+
+def base_environ(config, sock, multithread=False, multiprocess=False):
+    """The keys every request of a listener shares (PEP 3333 §"environ Variables")."""
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        name = sock.getsockname()
+        server_name, server_port = name[0], str(name[1])
+    else:
+        server_name, server_port = "localhost", "80"
+    return {
+        "SCRIPT_NAME": config.root_path,
+        "SERVER_NAME": server_name,
+        "SERVER_PORT": server_port,
+        "wsgi.version": (1, 0),
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": multithread,
+        "wsgi.multiprocess": multiprocess,
+        "wsgi.run_once": False,
+        "wsgi.file_wrapper": FileWrapper,
+        "wsgi.input_terminated": True,
+        "SERVER_SOFTWARE": f"fastwsgi/{__version__}",
+    }
+
+
+def make_state(app, config, sock=None, multiprocess=False, access_log=None):
+    limits = Limits(
+        max_request_line=config.limit_request_line,
+        max_header_bytes=config.limit_header_size,
+        max_headers=config.limit_request_fields,
+        max_body=config.limit_request_body,
+    )
+    return ServerState(
+        app,
+        base_environ(config, sock, multithread=config.threads > 1, multiprocess=multiprocess),
+        limits,
+        script_name=config.root_path,
+        server_header=config.server_header,
+        keep_alive=config.keep_alive,
+        header_timeout=config.header_timeout,
+        io_timeout=config.io_timeout,
+        access_log=access_log,
+        logger=log,
+    )
+
+
+class Server:
+    """A single-process server; the wsgiref.simple_server interface."""
+
+    timeout = None          # handle_request() waits forever, as in socketserver
+
+    def __init__(self, app, config=None, sockets=None, access_log=None):
+        self.config = config or Config()
+        self.app = app
+        raise_fd_limit()
+        self.sockets = sockets if sockets is not None else bind_sockets(self.config)
+        first = self.sockets[0] if self.sockets else None
+        self.state = make_state(app, self.config, first, access_log=access_log)
+        self.loop = Loop(self.state, self.sockets,
+                         max_connections=self.config.max_connections,
+                         graceful_timeout=self.config.graceful_timeout)
+        self._stopped = threading.Event()
+        self._stopped.set()
+
+    @property
+    def server_address(self):
+        return self.sockets[0].getsockname()
+
+    @property
+    def urls(self):
+        return [socket_url(s) for s in self.sockets]
+
+    def serve_forever(self, poll_interval=0.5):
+        self._stopped.clear()
+        try:
+            self.loop.run()
+        finally:
+            self._stopped.set()
+
+    def handle_request(self):
+        """Serve one request (waiting up to self.timeout), then return."""
+        self.loop.run(1, -1.0 if self.timeout is None else float(self.timeout))
+
+    def shutdown(self):
+        """Stop serve_forever() (from another thread) and wait until it returns."""
+        self.loop.stop()
+        self._stopped.wait()
+
+    def server_close(self):
+        self.loop.close()
+        for sock in self.sockets:
+            path = sock.getsockname() if sock.family == socket.AF_UNIX else None
+            sock.close()
+            if path:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.server_close()
+
+
+def make_server(host, port, app, server_class=None, handler_class=None, **options):
+    """A drop-in for wsgiref.simple_server.make_server (the extra classes are ignored)."""
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"
+    config = Config.from_options(bind=[f"{host}:{port}"], **options)
+    return Server(app, config)
+
+
+def _install_signals(loop):
+    """SIGINT/SIGTERM stop gracefully; a second one stops at once."""
+    def handler(signum, frame):
+        if loop.is_stopping:
+            loop.stop(graceful=False)
+        else:
+            log.info("stopping (%s)", signal.Signals(signum).name)
+            loop.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    old_fd = signal.set_wakeup_fd(loop.wakeup_fd, warn_on_full_buffer=False)
+    return previous, old_fd
+
+
+def _restore_signals(saved):
+    previous, old_fd = saved
+    signal.set_wakeup_fd(old_fd)
+    for sig, h in previous.items():
+        signal.signal(sig, h)
+
+
+def run(app, host="127.0.0.1", port=8000, **options):
+    """Serve `app` until SIGINT/SIGTERM (the Python API's one-liner)."""
+    from fastwsgi.logs import setup_logging
+    server = make_server(host, port, app, **options)
+    setup_logging(server.config)
+    saved = _install_signals(server.loop)
+    log.info("fastwsgi %s listening on %s (pid %d)", __version__,
+             ", ".join(server.urls), os.getpid())
+    try:
+        server.serve_forever()
+    finally:
+        _restore_signals(saved)
+        server.server_close()
+
+
+def serve(app, config):
+    """The CLI's single-process server. Returns the exit status."""
+    from fastwsgi.logs import AccessLog
+    access = AccessLog.from_config(config)
+    server = Server(app, config, access_log=access)
+    saved = _install_signals(server.loop)
+    # the banner comes last: whoever waits for it may signal us right away
+    log.info("fastwsgi %s listening on %s (pid %d)", __version__,
+             ", ".join(server.urls), os.getpid())
+    try:
+        server.serve_forever()
+    finally:
+        _restore_signals(saved)
+        server.server_close()
+    log.info("stopped")
+    return 0

@@ -19,6 +19,11 @@ cdef enum Want:
     WANT_CLOSE = 0
     WANT_READ = 1
     WANT_WRITE = 2
+    WANT_NONE = 3     # handed to an app thread: the loop watches nothing until it is back
+
+cdef enum Protocol:
+    PROTO_HTTP = 0
+    PROTO_UWSGI = 1
 
 cdef enum ConnState:
     ST_READ = 0       # waiting for / parsing request heads
@@ -26,6 +31,7 @@ cdef enum ConnState:
     ST_DRAIN = 2      # discarding the unread body of the last request
     ST_LINGER = 3     # write side shut; discarding input until EOF, then close
     ST_CLOSED = 4
+    ST_APP = 5        # an app thread owns the connection (threaded workers)
 
 cdef class FileWrapper:
     cdef public object filelike
@@ -50,8 +56,13 @@ cdef class ServerState:
     cdef public long long requests
     cdef public long long max_requests
     cdef public bint stop_requested
+    cdef public object forwarded     # callable(environ) for trusted peers, or None
+    cdef public object dispatch      # callable(conn): run it in an app thread, or None
     cdef char* rbuf
     cdef Py_ssize_t rbuf_size
+    cdef double* watchdog            # app-call start times per slot (shared memory), or NULL
+    cdef Py_ssize_t watchdog_slots
+    cdef object watchdog_buf
 
 cdef class Connection:
     cdef public int fd
@@ -62,6 +73,11 @@ cdef class Connection:
     cdef public int state
     cdef public int interest
     cdef public double deadline
+    cdef public int protocol
+    cdef public bint proxy_pending   # a PROXY protocol header comes before the first request
+    cdef public bint trusted         # the peer may set X-Forwarded-* / Forwarded
+    cdef int slot                    # watchdog slot of the thread running the app
+    cdef int app_rc                  # what the app thread's request ended with
 
     # input window and owned buffer
     cdef char* cur
@@ -109,6 +125,10 @@ cdef class Connection:
 
     # private
     cdef int _serve(self) except -1
+    cdef int _after_request(self, int rc) except -2
+    cdef Py_ssize_t _proxy_header(self) except -1
+    cdef int _resume_from_app(self) except -1
+    cdef void _watch(self, bint busy) noexcept
     cdef int _flush_then(self, int want) except -1
     cdef int _reject(self, exc) except -1
     cdef int _linger(self) except -1

@@ -31,6 +31,8 @@ from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove, memchr
 
 from fastwsgi._parser cimport RequestParser, Limits, BODY_NONE, BODY_LENGTH
+from fastwsgi._uwsgi cimport parse_uwsgi_head
+from fastwsgi._proxyproto cimport parse_proxy_header
 from fastwsgi._writer cimport (OutBuf, RespInfo, ob_write, ob_reserve, ob_consume, ob_free,
                                write_head_start, write_content_length, write_chunk)
 
@@ -224,6 +226,19 @@ cdef class ServerState:
         self.requests = 0
         self.max_requests = max_requests
         self.stop_requested = False
+        self.forwarded = None
+        self.dispatch = None
+
+    def set_watchdog(self, buf, Py_ssize_t slots):
+        """Record app-call start times (CLOCK_MONOTONIC seconds; 0 when idle) in a
+        writable buffer of `slots` doubles -- shared memory the master watches for
+        --timeout.  Slot 0 is the loop thread, 1..N the app threads."""
+        cdef unsigned char[::1] view = buf
+        if view.shape[0] < slots * <Py_ssize_t>sizeof(double):
+            raise ValueError("watchdog buffer too small")
+        self.watchdog_buf = buf
+        self.watchdog = <double*>&view[0]
+        self.watchdog_slots = slots
 
 
 @cython.final
@@ -298,6 +313,8 @@ cdef class Connection:
         if self.state == ST_LINGER:
             return self._linger()
         if self.iterator is not None:
+            if self.st.watchdog != NULL:
+                self._watch(True)
             rc = self._pump()
             if rc == R_PAUSED:
                 return self._pause()
@@ -359,7 +376,19 @@ cdef class Connection:
                 self.head_started = True
                 self.deadline = now() + self.st.header_timeout
             try:
-                n = self.parser.parse_head(self.cur, self.cur_len, self.st.base_environ)
+                if self.proxy_pending:
+                    n = self._proxy_header()
+                    if n == 0:
+                        break
+                    self.cur += n
+                    self.cur_len -= n
+                    self.proxy_pending = False
+                    continue
+                if self.protocol == PROTO_UWSGI:
+                    n = parse_uwsgi_head(self.parser, self.cur, self.cur_len,
+                                         self.st.base_environ)
+                else:
+                    n = self.parser.parse_head(self.cur, self.cur_len, self.st.base_environ)
             except HttpParserError as exc:
                 return self._reject(exc)
             if n == 0:
@@ -367,24 +396,17 @@ cdef class Connection:
             self.cur += n
             self.cur_len -= n
             self.head_started = False
-            rc = self._handle_request()
-            if rc == R_PAUSED:
-                return self._pause()
-            if rc == R_ABORT:
-                return self._abort()
-            if self.st.stop_requested:
-                self.close_after = True
-            if self.state == ST_DRAIN:
+            if self.st.dispatch is not None:
+                # threaded worker: the app runs in a pool thread, which owns the
+                # connection until it hands it back (_resume_from_app)
                 self._save_input()
-                return self._flush_then(WANT_READ)
-            if self.big is not None or self.sf_fd >= 0 or self.out.len >= HIGH_WATER:
-                # a large body is queued without a copy: nothing may be framed after
-                # it until it is out, so send now and read on only once it is
-                try:
-                    if not self._flush():
-                        return self._pause()
-                except ClientDisconnected:
-                    return WANT_CLOSE
+                self.state = ST_APP
+                self.deadline = 1e300        # the app's time is --timeout's business
+                self.st.dispatch(self)
+                return WANT_NONE
+            want = self._after_request(self._handle_request())
+            if want >= 0:
+                return want
         self._save_input()
         if self.close_after:
             return self._linger()
@@ -392,6 +414,67 @@ cdef class Connection:
             self.deadline = now() + (self.st.keep_alive if self.st.keep_alive > 0
                                      else self.st.header_timeout)
         return self._flush_then(WANT_READ)
+
+    cdef int _after_request(self, int rc) except -2:
+        """What follows a request: -1 to serve the next one, else the interest."""
+        if rc == R_PAUSED:
+            return self._pause()
+        if rc == R_ABORT:
+            return self._abort()
+        if self.st.stop_requested:
+            self.close_after = True
+        if self.state == ST_DRAIN:
+            self._save_input()
+            return self._flush_then(WANT_READ)
+        if self.big is not None or self.sf_fd >= 0 or self.out.len >= HIGH_WATER:
+            # a large body is queued without a copy: nothing may be framed after
+            # it until it is out, so send now and read on only once it is
+            try:
+                if not self._flush():
+                    return self._pause()
+            except ClientDisconnected:
+                return WANT_CLOSE
+        return -1
+
+    cdef Py_ssize_t _proxy_header(self) except -1:
+        cdef list found = []
+        cdef Py_ssize_t n = parse_proxy_header(self.cur, self.cur_len, found)
+        if n and found:
+            self.remote_addr, self.remote_port = found[0], found[1]
+        return n
+
+    def run_app(self, int slot):
+        """Serve the parsed request from an app thread (threaded workers): blocking
+        I/O on this socket is fine here, the loop does not watch it meanwhile.  The
+        caller hands the connection back to the loop afterwards."""
+        self.slot = slot
+        self.blocking_io = True
+        try:
+            self.app_rc = self._handle_request()
+        except BaseException:
+            self.app_rc = R_ABORT
+            raise
+        finally:
+            self.blocking_io = False
+
+    def resume(self):
+        """Back on the loop thread after run_app(): returns the interest (Want)."""
+        return self._resume_from_app()
+
+    cdef int _resume_from_app(self) except -1:
+        cdef int want
+        if self.state == ST_CLOSED:
+            return WANT_CLOSE
+        if self.state == ST_APP:
+            self.state = ST_READ
+        want = self._after_request(self.app_rc)
+        if want >= 0:
+            return want
+        return self._serve()
+
+    cdef void _watch(self, bint busy) noexcept:
+        if self.st.watchdog != NULL and self.slot < self.st.watchdog_slots:
+            self.st.watchdog[self.slot] = now() if busy else 0.0
 
     cdef int _flush_then(self, int want) except -1:
         try:
@@ -433,6 +516,8 @@ cdef class Connection:
 
     cdef int _pause(self) except -1:
         """The socket is full mid-response: keep the iterator, wait for writable."""
+        if self.st.watchdog != NULL:
+            self._watch(False)       # waiting for a slow client is not a hung app
         self._save_input()
         self.state = ST_WRITE
         self.deadline = now() + self.st.io_timeout
@@ -472,6 +557,10 @@ cdef class Connection:
         self.dlen = 0
         if self.st.access_log is not None:
             self.t_start = now()
+        if self.trusted and self.st.forwarded is not None:
+            self.st.forwarded(environ)
+        if self.st.watchdog != NULL:
+            self._watch(True)
         try:
             result = self.st.app(environ, self)
             self.app_iter = result
@@ -583,6 +672,8 @@ cdef class Connection:
         """Close the iterable, finish framing, drain the body, log, reset."""
         if self.iterator is not None:
             self.iterator = None
+        if self.st.watchdog != NULL:
+            self._watch(False)
         try:
             self._close_iterable()
         except Exception as exc:

@@ -17,8 +17,9 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memset
 
 from fastwsgi._connection cimport (Connection, ServerState, WANT_CLOSE, WANT_READ,
-                                   WANT_WRITE, ST_READ)
+                                   WANT_WRITE, WANT_NONE, ST_READ, ST_APP)
 
+import collections
 import os
 import socket
 
@@ -96,6 +97,7 @@ cdef inline double now() noexcept nogil:
 DEF MAX_EVENTS = 512
 DEF ACCEPT_BATCH = 64
 DEF SWEEP_INTERVAL = 0.25
+DEF IDLE_GRACE = 0.5
 
 
 @cython.final
@@ -115,6 +117,9 @@ cdef class Loop:
     cdef public Py_ssize_t max_connections
     cdef public double graceful_timeout
     cdef public object on_tick          # called about every SWEEP_INTERVAL (worker heartbeat)
+    cdef public Py_ssize_t threads      # app threads (0: the app runs on this thread)
+    cdef Py_ssize_t in_app              # connections handed to app threads
+    cdef object done                    # connections app threads handed back
 
     def __cinit__(self):
         self.epfd = -1
@@ -125,6 +130,7 @@ cdef class Loop:
                  double graceful_timeout=30.0):
         self.st = st
         self.conns = {}
+        self.done = collections.deque()
         self.listeners = {}
         self.addr_cache = {}
         self.max_connections = max_connections if max_connections > 0 else (1 << 30)
@@ -168,11 +174,14 @@ cdef class Loop:
             raise OSError(errno, os.strerror(errno))
         return 0
 
-    def add_listener(self, sock):
+    def add_listener(self, sock, int protocol=0, bint proxy_protocol=False, trust=None):
+        """Accept on `sock`.  protocol: 0 HTTP, 1 uwsgi; proxy_protocol: a PROXY
+        header precedes each connection's first request; trust(remote_addr) -> bool
+        marks peers whose forwarded headers count (unix peers: trust("")).  """
         sock.setblocking(False)
         fd = sock.fileno()
         is_tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
-        self.listeners[fd] = (sock, is_tcp)
+        self.listeners[fd] = (sock, is_tcp, protocol, proxy_protocol, trust)
         if self.accepting or not self.stopping:
             # EPOLLEXCLUSIVE: with several workers on one socket, one wakes per connection
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE)
@@ -204,12 +213,39 @@ cdef class Loop:
         if not self.stopping:
             self.stopping = True
             self.graceful_deadline = now() + self.graceful_timeout
+            # every response from now on says Connection: close
+            self.st.stop_requested = True
         try:
             os.write(self.wake_w, b"\0")
         except OSError:
             pass
 
-    cdef int _accept(self, int lfd, bint is_tcp) except -1:
+    def handback(self, conn):
+        """An app thread is done with `conn` (thread-safe): the loop takes it back."""
+        self.done.append(conn)
+        try:
+            os.write(self.wake_w, b"\1")
+        except OSError:
+            pass
+
+    cdef int _resume_done(self) except -1:
+        cdef Connection conn
+        cdef int want
+        while self.done:
+            conn = self.done.popleft()
+            self.in_app -= 1
+            try:
+                want = conn._resume_from_app()
+            except Exception as exc:
+                self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
+                want = WANT_CLOSE
+            conn.interest = WANT_NONE
+            self._apply(conn, want)
+        if self.threads and self.in_app < self.threads and len(self.conns) < self.max_connections:
+            self._resume_accepting()
+        return 0
+
+    cdef int _accept(self, int lfd, tuple entry) except -1:
         cdef sockaddr_storage addr
         cdef socklen_t alen
         cdef int fd, one = 1, i
@@ -242,6 +278,10 @@ cdef class Loop:
                 port = str(ntohs((<sockaddr_in6*>&addr).sin6_port))
             try:
                 conn = Connection(self.st, fd, remote, port)
+                conn.protocol = entry[2]
+                conn.proxy_pending = entry[3]
+                if entry[4] is not None:
+                    conn.trusted = entry[4](remote)
             except BaseException:
                 c_close(fd)
                 raise
@@ -268,9 +308,16 @@ cdef class Loop:
             self._drop(conn)
             return
         if want != conn.interest:
+            if want == WANT_NONE:
+                self.in_app += 1
+                if self.threads and self.in_app >= self.threads:
+                    # every app thread is busy: new clients wait in the kernel's
+                    # backlog (for another worker) rather than in our memory
+                    self._pause_accepting()
             conn.interest = want
             try:
-                self._ctl(EPOLL_CTL_MOD, fd, EPOLLIN if want == WANT_READ else EPOLLOUT)
+                self._ctl(EPOLL_CTL_MOD, fd, EPOLLIN if want == WANT_READ else
+                          (EPOLLOUT if want == WANT_WRITE else 0))
             except OSError:
                 self._drop(conn)
 
@@ -278,7 +325,7 @@ cdef class Loop:
         self.conns.pop(conn.fd, None)
         conn.close()        # closing the fd also removes it from the epoll set
         if not self.accepting and len(self.conns) < self.max_connections:
-            if self.accept_resume_at == 0:
+            if self.accept_resume_at == 0 and not (self.threads and self.in_app >= self.threads):
                 self._resume_accepting()
 
     cdef int _dispatch(self, Connection conn, uint32_t events) except -1:
@@ -302,16 +349,21 @@ cdef class Loop:
         cdef Connection conn
         cdef list expired = []
         for conn in self.conns.values():
+            if conn.state == ST_APP:
+                continue
             if conn.deadline <= t:
                 expired.append(conn)
             elif self.stopping and conn.state == ST_READ and conn.is_idle():
-                expired.append(conn)
+                # an idle keep-alive connection: give a request that may be on its
+                # way a moment to arrive (it is then answered with Connection:
+                # close), then close it
+                if conn.deadline > t + IDLE_GRACE:
+                    conn.deadline = t + IDLE_GRACE
         for conn in expired:
-            if conn.deadline <= t:
-                try:
-                    conn.on_timeout()
-                except Exception:
-                    pass
+            try:
+                conn.on_timeout()
+            except Exception:
+                pass
             self._drop(conn)
 
     def run(self, long long until_requests=-1, double timeout=-1.0):
@@ -327,6 +379,8 @@ cdef class Loop:
         while True:
             if self.hard_stop:
                 break
+            if self.done:
+                self._resume_done()
             if self.st.stop_requested and not self.stopping:
                 self.stop()
             if self.stopping:
@@ -357,10 +411,12 @@ cdef class Loop:
                     while read(self.wake_r, drain, sizeof(drain)) > 0:
                         pass
                     PyErr_CheckSignals()
+                    if self.done:
+                        self._resume_done()
                 else:
                     entry = self.listeners.get(fd)
                     if entry is not None and self.accepting:
-                        self._accept(fd, entry[1])
+                        self._accept(fd, <tuple>entry)
             t = now()
             if t >= self.next_sweep:
                 self.next_sweep = t + SWEEP_INTERVAL

@@ -13,9 +13,9 @@ Contract:
   SIGINT/SIGTERM stop gracefully, return the exit status.
 """
 
-import errno
 import logging
 import os
+import queue
 import resource
 import signal
 import socket
@@ -28,6 +28,7 @@ from fastwsgi._connection import FileWrapper, ServerState
 from fastwsgi._loop import Loop
 from fastwsgi._parser import Limits
 from fastwsgi.config import Config, parse_bind
+from fastwsgi import proxy
 
 __all__ = ["Server", "make_server", "run", "serve", "bind_sockets"]
 
@@ -163,21 +164,71 @@ def make_state(app, config, sock=None, multiprocess=False, access_log=None):
     )
 
 
+class AppThreads:
+    """--threads N: the app runs in N threads; the loop keeps all other socket I/O.
+
+    The loop hands a connection with a parsed request to dispatch() (on the loop
+    thread); a pool thread runs it (conn.run_app) and hands it back with
+    loop.handback(), which wakes the loop.  Thread i writes watchdog slot i.
+    """
+
+    def __init__(self, loop, count):
+        self.loop = loop
+        self.queue = queue.SimpleQueue()
+        self.threads = [
+            threading.Thread(target=self._work, args=(slot,), daemon=True,
+                             name=f"fastwsgi-app-{slot}")
+            for slot in range(1, count + 1)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def dispatch(self, conn):
+        self.queue.put(conn)
+
+    def _work(self, slot):
+        while True:
+            conn = self.queue.get()
+            if conn is None:
+                return
+            try:
+                conn.run_app(slot)
+            except BaseException:
+                log.exception("app thread %d failed", slot)
+            finally:
+                self.loop.handback(conn)
+
+    def stop(self, timeout=5.0):
+        for _ in self.threads:
+            self.queue.put(None)
+        for thread in self.threads:
+            thread.join(timeout)
+
+
 class Server:
-    """A single-process server; the wsgiref.simple_server interface."""
+    """A server in this process; the wsgiref.simple_server interface."""
 
     timeout = None          # handle_request() waits forever, as in socketserver
 
-    def __init__(self, app, config=None, sockets=None, access_log=None):
+    def __init__(self, app, config=None, sockets=None, access_log=None, multiprocess=False):
         self.config = config or Config()
         self.app = app
         raise_fd_limit()
         self.sockets = sockets if sockets is not None else bind_sockets(self.config)
         first = self.sockets[0] if self.sockets else None
-        self.state = make_state(app, self.config, first, access_log=access_log)
-        self.loop = Loop(self.state, self.sockets,
+        self.state = make_state(app, self.config, first, multiprocess=multiprocess,
+                                access_log=access_log)
+        self.loop = Loop(self.state, (),
                          max_connections=self.config.max_connections,
                          graceful_timeout=self.config.graceful_timeout)
+        for sock in self.sockets:
+            self.loop.add_listener(sock, **proxy.listener_options(self.config, sock))
+        self.state.forwarded = proxy.forwarded_handler(self.config)
+        self.threads = None
+        if self.config.threads > 1:
+            self.loop.threads = self.config.threads
+            self.threads = AppThreads(self.loop, self.config.threads)
+            self.state.dispatch = self.threads.dispatch
         self._stopped = threading.Event()
         self._stopped.set()
 
@@ -206,6 +257,9 @@ class Server:
         self._stopped.wait()
 
     def server_close(self):
+        if self.threads is not None:
+            self.threads.stop()
+            self.threads = None
         self.loop.close()
         for sock in self.sockets:
             path = sock.getsockname() if sock.family == socket.AF_UNIX else None

@@ -7,8 +7,9 @@ wsgi.file_wrapper deliver exact bytes; wsgiref's validator finds nothing to obje
 """
 
 import http.client
+import importlib.util
+import os
 import re
-import sys
 import time
 import uuid
 
@@ -17,8 +18,11 @@ import pytest
 from conftest import APPS, ServerProcess
 from test_server_helpers import Conn, chunked, digest, get, pattern, req
 
-sys.path.insert(0, APPS)
-import basic  # noqa: E402  (the fixture app: its file_content() is what /file serves)
+# The fixture app itself, loaded without touching sys.path: its file_content() is what
+# /file serves.
+_spec = importlib.util.spec_from_file_location("_basic_fixture", os.path.join(APPS, "basic.py"))
+basic = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(basic)
 
 
 @pytest.fixture(scope="module")

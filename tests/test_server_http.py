@@ -153,6 +153,29 @@ def test_environ_repeated_header_is_combined(server):
     assert env["HTTP_X_MULTI"] in ("a, b", "a,b")
 
 
+def test_environ_header_normalisation(server):
+    env = get(server, "/environ", headers=[("x-lower-case", "1"),
+                                           ("X-Spaced", " \t padded value \t ")]).json()
+    assert env["HTTP_X_LOWER_CASE"] == "1"
+    assert env["HTTP_X_SPACED"] == "padded value"  # OWS around a field value is not part of it
+
+
+@pytest.mark.parametrize("target,path,query", [
+    # absolute-form must be accepted too (RFC 9112 §3.2.2)
+    ("http://example.com/environ/abs?q=1", "/environ/abs", "q=1"),
+    ("/environ?", "/environ", ""),
+    ("/environ/%41%2f?a=%41", "/environ/A/", "a=%41"),
+])
+def test_environ_target_forms(server, target, path, query):
+    env = get(server, target).json()
+    assert (env["PATH_INFO"], env["QUERY_STRING"]) == (path, query)
+
+
+def test_environ_other_methods(server):
+    for method in ("PUT", "DELETE", "PATCH", "OPTIONS", "PROPFIND"):
+        assert get(server, "/environ", method=method).json()["REQUEST_METHOD"] == method
+
+
 def test_environ_http10(server):
     conn = Conn(server)
     conn.send(b"GET /environ/old HTTP/1.0\r\n\r\n")  # no Host: fine in HTTP/1.0

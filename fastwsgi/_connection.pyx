@@ -479,6 +479,8 @@ cdef class Connection:
     cdef int _flush_then(self, int want) except -1:
         try:
             if self._flush():
+                if self.out.cap and self.cur_len == 0:
+                    ob_free(&self.out)   # idle: hold no buffer between requests
                 return want
         except ClientDisconnected:
             return WANT_CLOSE
@@ -537,8 +539,13 @@ cdef class Connection:
         cdef InputStream inp = InputStream.__new__(InputStream)
         cdef object result
         inp.conn = self
-        environ[K_REMOTE_ADDR] = self.remote_addr
-        environ[K_REMOTE_PORT] = self.remote_port
+        if self.protocol == PROTO_HTTP:
+            environ[K_REMOTE_ADDR] = self.remote_addr
+            environ[K_REMOTE_PORT] = self.remote_port
+        else:
+            # uwsgi: the proxy's packet names the client; the socket peer is the proxy
+            environ.setdefault(K_REMOTE_ADDR, self.remote_addr)
+            environ.setdefault(K_REMOTE_PORT, self.remote_port)
         environ[K_INPUT] = inp
         self.environ = environ
         self.input = inp

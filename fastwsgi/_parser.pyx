@@ -33,10 +33,11 @@ Python objects created per request are the environ dict and its values.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.dict cimport PyDict_Copy, PyDict_GetItem, PyDict_SetDefault
+from cpython.dict cimport PyDict_SetDefault
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_GET_LENGTH
+from libc.stdint cimport uint64_t
 from libc.string cimport memchr, memcmp, memcpy, memmove
 
 from fastwsgi.errors import (
@@ -57,6 +58,21 @@ from fastwsgi.errors import (
 cdef extern from "Python.h":
     # const-correct declaration (Cython's cpython.unicode takes a char*)
     object PyUnicode_DecodeLatin1(const char* s, Py_ssize_t size, const char* errors)
+    int PyDict_Merge(object a, object b, int override) except -1
+
+cdef extern from *:
+    """
+    /* A dict sized for the whole environ up front: growing a copy of `base`
+       key by key resizes it three or four times per request.
+       _PyDict_NewPresized left the public headers in 3.13: there the dict
+       grows as usual (correct, a little slower). */
+    #if PY_VERSION_HEX < 0x030D0000
+    #define fastwsgi_dict_presized(n) _PyDict_NewPresized(n)
+    #else
+    #define fastwsgi_dict_presized(n) PyDict_New()
+    #endif
+    """
+    dict fastwsgi_dict_presized(Py_ssize_t n)
 
 __all__ = ["Limits", "RequestParser", "BODY_NONE", "BODY_LENGTH", "BODY_CHUNKED"]
 
@@ -102,6 +118,7 @@ cdef enum:
 # RFC 9110 §5.6.2:  tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" / "-"
 #                           / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA
 #                   token = 1*tchar
+# (value 2 marks "_", so a name scan learns whether it had one for free)
 cdef unsigned char _TCHAR[256]
 
 # RFC 9110 §5.5:  field-value = *field-content; field-vchar = VCHAR / obs-text
@@ -142,6 +159,7 @@ cdef void _init_tables():
         _UPPER_KEY[c] = c - 32 if 97 <= c <= 122 else c
     for c in b"!#$%&'*+-.^_`|~":
         _TCHAR[c] = 1
+    _TCHAR[95] = 2          # '_'
     for c in b"-._~!$&'()*+,;=%":
         _HOST[c] = 1
     for c in range(10):
@@ -166,7 +184,6 @@ cdef str K_SCRIPT_NAME = "SCRIPT_NAME"
 cdef str K_HTTP_HOST = "HTTP_HOST"
 
 cdef str V_EMPTY = ""
-cdef dict _EMPTY_BASE = {}      # never mutated: base=None means this
 cdef str V_SLASH = "/"
 cdef str V_STAR = "*"
 cdef str V_HTTP11 = "HTTP/1.1"
@@ -180,6 +197,7 @@ cdef str V_OPTIONS = "OPTIONS"
 cdef str V_PATCH = "PATCH"
 cdef str V_COMMA = ", "
 cdef str V_SEMICOLON = "; "
+cdef dict _EMPTY_BASE = {}      # base=None means this; never mutated
 
 # Field names that get interned environ keys.  The first ones are the names the
 # parser acts on; their ids are the H_* constants below (keep the order).
@@ -212,7 +230,7 @@ cdef enum:
     H_COOKIE = 6
 
 
-def _environ_key(bytes name):
+cdef str _environ_key(bytes name):
     # PEP 3333: "CONTENT_TYPE", "CONTENT_LENGTH" carry no HTTP_ prefix; every
     # other header is HTTP_ + the name upper-cased with "-" -> "_".
     key = name.decode("ascii").upper().replace("-", "_")
@@ -315,6 +333,18 @@ cdef inline bint _ieq(const unsigned char* p, Py_ssize_t n, const char* lower, P
         if _LOWER[p[i]] != <unsigned char>lower[i]:
             return False
     return True
+
+
+cdef inline Py_ssize_t _bare_cr(const unsigned char* p, Py_ssize_t a, Py_ssize_t b) noexcept:
+    """p[a:b] holds no LF.  If a CR in it is followed by another byte of it,
+    that CR is bare: return the offset just past that following byte (where
+    a byte-by-byte reader would notice), else 0.  A CR that is the last byte
+    may still be the start of a CRLF."""
+    cdef const unsigned char* cr
+    if b - 1 <= a:
+        return 0
+    cr = <const unsigned char*>memchr(p + a, CR, b - 1 - a)
+    return 0 if cr == NULL else cr - p + 2
 
 
 cdef inline Py_ssize_t _partial_line(const unsigned char* p, Py_ssize_t start, Py_ssize_t n) noexcept:
@@ -433,15 +463,32 @@ cdef object _decode_path(const unsigned char* p, Py_ssize_t n):
             PyMem_Free(out)
 
 
+cdef inline Py_ssize_t _skip_visible(const unsigned char* p, Py_ssize_t i, Py_ssize_t end) noexcept:
+    """Skip 8-byte words holding only bytes >= 0x20 and != 0x7F (the common
+    case of a field value); return where the byte-wise check must resume.
+
+    "hasless(x, n)" / "haszero" from Sean Anderson's Bit Twiddling Hacks:
+    exact as a yes/no answer for n <= 128.  memcpy makes the load safe at any
+    alignment (compilers turn it into one mov)."""
+    cdef uint64_t w, x
+    while i + 8 <= end:
+        memcpy(&w, p + i, 8)
+        x = w ^ 0x7F7F7F7F7F7F7F7FULL
+        if ((w - 0x2020202020202020ULL) & ~w & 0x8080808080808080ULL) or \
+                ((x - 0x0101010101010101ULL) & ~x & 0x8080808080808080ULL):
+            break
+        i += 8
+    return i
+
+
 cdef Py_ssize_t _field_line(const unsigned char* p, Py_ssize_t ls, Py_ssize_t le,
                             bint* underscore) except -1:
     """Check one field line p[ls:le] (CRLF excluded); return the colon offset.
 
     RFC 9112 §5:  field-line = field-name ":" OWS field-value OWS
     Used for header and trailer sections alike (RFC 9112 §7.1.2)."""
-    cdef Py_ssize_t i = ls
-    cdef unsigned char c
-    cdef bint under = False
+    cdef Py_ssize_t i = ls, j
+    cdef unsigned char c, t, seen = 0
     c = p[ls]
     # RFC 9112 §5.2: "A server that receives an obs-fold in a request message
     # ... MUST either reject the message ... or replace each received obs-fold
@@ -449,8 +496,11 @@ cdef Py_ssize_t _field_line(const unsigned char* p, Py_ssize_t ls, Py_ssize_t le
     # smuggled past a front end that unfolds differently.
     if c == SP or c == HTAB:
         raise InvalidHeader("obs-fold (field line starting with whitespace)")
-    while i < le and _TCHAR[p[i]]:
-        under |= p[i] == b'_'
+    while i < le:
+        t = _TCHAR[p[i]]
+        if not t:
+            break
+        seen |= t
         i += 1
     if i == le or p[i] != b':':
         # RFC 9112 §5.1: "No whitespace is allowed between the field name and
@@ -462,10 +512,11 @@ cdef Py_ssize_t _field_line(const unsigned char* p, Py_ssize_t ls, Py_ssize_t le
         raise InvalidHeader("field-name is not a token")
     if i == ls:
         raise InvalidHeader("empty field-name")
-    for c in p[i + 1:le]:
-        if not _FIELD_VALUE[c]:
+    j = _skip_visible(p, i + 1, le)
+    for j in range(j, le):
+        if not _FIELD_VALUE[p[j]]:
             raise InvalidHeader("control character in field-value")
-    underscore[0] = under
+    underscore[0] = (seen & 2) != 0
     return i
 
 
@@ -491,8 +542,10 @@ cdef int _check_transfer_encoding(const unsigned char* p, Py_ssize_t n) except -
         while e1 > e0 and (p[e1 - 1] == SP or p[e1 - 1] == HTAB):
             e1 -= 1
         if e0 == e1:
-            # RFC 9110 §5.6.1 lets recipients skip empty list elements; here
-            # they are a sign of a hand-made smuggling attempt: reject.
+            # Deliberately stricter than RFC 9110 §5.6.1.2 ("A recipient MUST
+            # parse and ignore a reasonable number of empty list elements"):
+            # no client sends "chunked," and in the one field that decides
+            # framing, an odd list is a smuggling probe.
             raise InvalidFraming("empty element in Transfer-Encoding")
         last_chunked = _ieq(p + e0, e1 - e0, b"chunked", 7)
         if last_chunked:
@@ -600,7 +653,7 @@ cdef class RequestParser:
         cdef const unsigned char* p = <const unsigned char*>buf
         cdef const unsigned char* lf
         cdef Limits limits = self.limits
-        cdef Py_ssize_t pos, i, line_len, head_end
+        cdef Py_ssize_t pos, i, line_len, head_end, bare_cr
         if base is None:
             base = _EMPTY_BASE
         if n < self.scan_pos:
@@ -613,14 +666,23 @@ cdef class RequestParser:
         while True:
             lf = <const unsigned char*>memchr(p + pos, LF, n - pos)
             i = n if lf == NULL else lf - p
-            # The limits are judged on the bytes before the LF first, exactly
-            # as if they had arrived alone: the answer must not depend on how
-            # the input was split.
+            bare_cr = _bare_cr(p, max(self.scan_line_start, pos - 1), i)
+            if bare_cr:
+                i = bare_cr
+            # The limits are judged first, on the bytes up to the LF (or up to
+            # the byte that shows a CR is bare) exactly as if they had arrived
+            # alone: the answer must not depend on how the input was split.
             if (self.scan_lines == 0 and
                     _partial_line(p, self.scan_line_start, i) > limits.max_request_line):
                 raise RequestLineTooLong("request line longer than max_request_line")
             if i - self.scan_head_start > limits.max_header_bytes:
                 raise HeadersTooLarge("head larger than max_header_bytes")
+            if bare_cr:
+                # RFC 9112 §2.2: "A recipient of such a bare CR MUST consider
+                # that element to be invalid or replace each bare CR with SP"
+                if self.scan_lines == 0:
+                    raise InvalidRequestLine("bare CR (CR not followed by LF)")
+                raise InvalidHeader("bare CR (CR not followed by LF)")
             if lf == NULL:
                 self.scan_pos = n
                 return 0
@@ -743,6 +805,7 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
     cdef int host_lines = 0, conn = 0
     cdef long long cl = -1
     cdef dict env
+    cdef str path, script_name
     cdef object key, value, method, authority = None
     cdef PyObject* old
 
@@ -815,7 +878,11 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
         # relative path or any other scheme is not a target for us.
         raise InvalidTarget("request-target is not origin-, absolute- or asterisk-form")
 
-    env = PyDict_Copy(base)
+    # Sized for base + 6 request keys + one per field line.  The request keys
+    # go in first and base is merged last without overriding them: merging
+    # into an empty dict would clone base's (small) table and bring the
+    # resizes back.
+    env = fastwsgi_dict_presized(len(base) + 6 + self.scan_lines)
     method = _method_str(p + start, mlen)
     env[K_REQUEST_METHOD] = method
     env[K_SERVER_PROTOCOL] = V_HTTP11 if http11 else V_HTTP10
@@ -870,7 +937,10 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
             host_lines += 1
             if host_lines > 1:
                 raise InvalidHeader("more than one Host field line")
-            if not _valid_host(p + f0, f1 - f0):
+            # RFC 9110 §7.2: a client whose target URI has no authority "MUST
+            # send a Host header field with an empty field value" -- so empty is
+            # valid; anything else must be a uri-host[:port].
+            if f1 > f0 and not _valid_host(p + f0, f1 - f0):
                 raise InvalidHeader("Host is not a valid uri-host[:port]")
         elif hid == H_CONTENT_LENGTH:
             # RFC 9112 §6.3: an invalid Content-Length makes the framing
@@ -914,12 +984,9 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
         size = len(env)
         old = PyDict_SetDefault(env, key, value)
         if len(env) == size:
-            if PyDict_GetItem(base, key) == old:
-                env[key] = value        # replaces a key that came with base
-            else:
-                # RFC 9110 §5.3: repeated field lines combine into one list
-                # joined with ", "; RFC 6265 §5.4: Cookie pairs join with "; "
-                env[key] = <object>old + (V_SEMICOLON if hid == H_COOKIE else V_COMMA) + value
+            # RFC 9110 §5.3: repeated field lines combine into one list
+            # joined with ", "; RFC 6265 §5.4: Cookie pairs join with "; "
+            env[key] = <object>old + (V_SEMICOLON if hid == H_COOKIE else V_COMMA) + value
         ls = le + 2
 
     # Framing, RFC 9112 §6.  All 400s are decided before the 501 / 417 / 413
@@ -950,6 +1017,8 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
         # field (if any) and instead use the host information of the
         # request-target".
         env[K_HTTP_HOST] = authority
+    if base:
+        PyDict_Merge(env, base, 0)      # 0: what the request set wins
 
     self.environ = env
     self.http11 = http11
@@ -996,7 +1065,7 @@ cdef Py_ssize_t _decode_chunked(RequestParser self, unsigned char* p, Py_ssize_t
     is left unconsumed; chunk_line_len remembers how much of it was already
     searched for its LF, so trickled input is not rescanned."""
     cdef Limits limits = self.limits
-    cdef Py_ssize_t pos = 0, out = 0, take, i, le, start, k
+    cdef Py_ssize_t pos = 0, out = 0, take, i, le, start, k, bare_cr
     cdef const unsigned char* lf
     cdef bint underscore
     while pos < n:
@@ -1029,14 +1098,22 @@ cdef Py_ssize_t _decode_chunked(RequestParser self, unsigned char* p, Py_ssize_t
                 start = pos
             lf = <const unsigned char*>memchr(p + start, LF, n - start)
             i = n if lf == NULL else lf - p
-            # limits first, on the bytes before the LF (see parse_head); an
-            # unfinished line already over its limit will never be valid
+            bare_cr = _bare_cr(p, max(pos, start - 1), i)
+            if bare_cr:
+                i = bare_cr
+            # limits first, as in parse_head; an unfinished line already over
+            # its limit will never be valid
             k = _partial_line(p, pos, i)
             if self.chunk_state == CHUNK_SIZE:
                 if k > limits.max_chunk_line:
                     raise InvalidChunk("chunk-size line longer than max_chunk_line")
             elif k > 0 and self.trailer_bytes + k + 2 > limits.max_trailer_bytes:
                 raise HeadersTooLarge("trailer section larger than max_trailer_bytes")
+            if bare_cr:
+                # RFC 9112 §2.2, as for the head
+                if self.chunk_state == CHUNK_SIZE:
+                    raise InvalidChunk("bare CR in chunk-size line")
+                raise InvalidHeader("bare CR in trailer section")
             if lf == NULL:
                 self.chunk_line_len = n - pos
                 break
@@ -1069,9 +1146,8 @@ cdef int _chunk_size_line(RequestParser self, const unsigned char* p, Py_ssize_t
                           Py_ssize_t le) except -1:
     """One chunk-size line p[pos:le] (CRLF excluded): sets the next state."""
     cdef Limits limits = self.limits
-    cdef Py_ssize_t i = pos
+    cdef Py_ssize_t i = pos, j
     cdef long long size = 0
-    cdef unsigned char c
     # chunk-size = 1*HEXDIG: no sign, no "0x", no whitespace around it
     while i < le and _HEX[p[i]] >= 0:
         if i - pos == MAX_CHUNK_SIZE_DIGITS:
@@ -1082,14 +1158,17 @@ cdef int _chunk_size_line(RequestParser self, const unsigned char* p, Py_ssize_t
         raise InvalidChunk("chunk-size must be 1*HEXDIG")
     if i < le:
         # chunk-ext = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
-        # We ignore extensions (as §7.1.1 permits) and so only check that the
-        # line starts them right after the size and holds no CTL; BWS before
-        # the first ";" is rejected -- it is one of the lenient spots that
-        # front ends disagree on.
-        if p[i] != b';':
+        # RFC 9110 §5.6.3: "A recipient MUST parse for such bad whitespace and
+        # remove it", so SP / HTAB may precede the ";" -- but only a ";":
+        # "5 " or "5\t" alone is a malformed size, not an extension.  We ignore
+        # extensions ("A recipient MUST ignore unrecognized chunk extensions")
+        # and only check the rest of the line holds no CTL.
+        while i < le and (p[i] == SP or p[i] == HTAB):
+            i += 1
+        if i == le or p[i] != b';':
             raise InvalidChunk("invalid byte after chunk-size")
-        for c in p[i + 1:le]:
-            if not _CHUNK_EXT[c]:
+        for j in range(i + 1, le):
+            if not _CHUNK_EXT[p[j]]:
                 raise InvalidChunk("invalid byte in chunk-ext")
     if size == 0:
         self.chunk_state = CHUNK_TRAILER

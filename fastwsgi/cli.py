@@ -16,7 +16,7 @@ import importlib.util
 import os
 import sys
 
-from fastwsgi._loader import AppLoadError, load_app
+from fastwsgi._loader import AppLoadError
 from fastwsgi.config import ConfigError, load_config
 from fastwsgi.logs import setup_logging
 
@@ -100,7 +100,8 @@ def _run_master(app_spec, config, needs):
 
 
 def _run_single(app_spec, config):
-    app = load_app(app_spec)
+    from fastwsgi.mount import build_app   # APP_SPEC or mounts, behind --static
+    app = build_app(app_spec, config)
     if not _available("fastwsgi.server"):
         raise _Fatal("the server is not available yet (fastwsgi/server.py is missing)")
     try:

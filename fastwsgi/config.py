@@ -277,15 +277,17 @@ class BindAddress(NamedTuple):
     port: Optional[int] = None  # tcp: 0-65535 (0 = pick a free port)
     path: Optional[str] = None  # unix: socket path
     fd: Optional[int] = None  # fd: an inherited, already listening socket
+    protocol: Optional[str] = None  # "uwsgi" for a uwsgi:// bind; None: --protocol
 
     def __str__(self):
+        prefix = f"{self.protocol}://" if self.protocol else ""
         if self.kind == "unix":
-            return f"unix:{self.path}"
+            return f"{prefix}unix:{self.path}"
         if self.kind == "fd":
-            return f"fd://{self.fd}"
+            return f"{prefix}fd://{self.fd}"
         if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+            return f"{prefix}[{self.host}]:{self.port}"
+        return f"{prefix}{self.host}:{self.port}"
 
 
 _BIND_FORMS = "HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N"
@@ -295,11 +297,18 @@ DEFAULT_PORT = 8000
 def parse_bind(text):
     """Parse one bind string; raises ValueError with a one-line reason.
 
-    A bare HOST (no port) means HOST:8000, as in gunicorn.
+    A bare HOST (no port) means HOST:8000, as in gunicorn.  A "uwsgi://" prefix
+    (uwsgi://unix:/run/app.sock, uwsgi://127.0.0.1:9000) makes that one listener
+    speak the uwsgi protocol whatever --protocol says.
     """
     if not isinstance(text, str):
         raise ValueError(f"expected {_BIND_FORMS}, got {_got(text)}")
     raw = text.strip()
+    if raw.startswith("uwsgi://"):
+        inner = parse_bind(raw[len("uwsgi://"):])
+        if inner.protocol:
+            raise ValueError(f"expected uwsgi://ADDRESS, got {_got(text)}")
+        return inner._replace(protocol="uwsgi")
     bad = ValueError(f"expected {_BIND_FORMS}, got {_got(text)}")
     if raw.startswith("unix:"):
         path = raw[len("unix:"):]
@@ -350,6 +359,68 @@ def bind_list(value):
     return [str(parse_bind(item)) for item in value]
 
 
+def forwarded_allow_ips(value):
+    """Peers whose forwarded headers count: "*", or IPs / CIDR networks and "unix"
+    (unix-socket peers), comma-separated or a list -> one canonical comma-separated
+    string ("127.0.0.1,::1,unix"; fastwsgi.proxy parses it)."""
+    expected = "a comma-separated list of IP addresses, CIDR networks, 'unix' or '*'"
+    if isinstance(value, str):
+        items = value.split(",")
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = list(value)
+    else:
+        raise ValueError(f"expected {expected}, got {_got(value)}")
+    result = []
+    for item in (part.strip() for part in items):
+        if item in ("*", "unix"):
+            result.append(item)
+        elif item:
+            try:
+                net = ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"expected {expected}, got {_got(item)}") from None
+            one = net.prefixlen == net.max_prefixlen
+            result.append(str(net.network_address) if one else str(net))
+    return ",".join(result)
+
+
+def _prefixed_list(value, what, check_target):
+    """PREFIX=TARGET items (one string or a list) -> canonical "PREFIX=TARGET" strings."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected PREFIX={what}, got {_got(value)}")
+    result, seen = [], set()
+    for item in value:
+        prefix, sep, target = item.partition("=") if isinstance(item, str) else ("", "", "")
+        prefix = prefix.strip()
+        target = target.strip()
+        if not sep or not prefix.startswith("/") or not target:
+            raise ValueError(f"expected PREFIX={what} with PREFIX starting with '/', "
+                             f"got {_got(item)}")
+        prefix = prefix.rstrip("/") or "/"
+        if prefix in seen:
+            raise ValueError(f"prefix {prefix!r} given twice")
+        seen.add(prefix)
+        check_target(target)
+        result.append(f"{prefix}={target}")
+    return result
+
+
+def static_list(value):
+    return _prefixed_list(value, "DIR", lambda target: None)
+
+
+def mount_list(value):
+    def check(target):
+        from fastwsgi._loader import parse_app_spec
+        parse_app_spec(target)   # AppLoadError is not a ValueError: word it here
+    try:
+        return _prefixed_list(value, "APP_SPEC", check)
+    except FastWSGIError as exc:
+        raise ValueError(str(exc)) from None
+
+
 # ----------------------------------------------------------------------------- settings
 
 # Where a setting may come from. "toml" is [tool.fastwsgi] in pyproject.toml,
@@ -383,7 +454,8 @@ class Setting(NamedTuple):
 SETTINGS = (
     # -- server socket
     Setting("bind", "Server socket", bind_list, ["127.0.0.1:8000"],
-            "Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N. "
+            "Address to listen on: HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N; a "
+            "uwsgi:// prefix makes that listener speak the uwsgi protocol. "
             "Repeat the flag to listen on several; the environment variable takes a "
             "comma-separated list.",
             flags=("-b", "--bind"), action="append", metavar="ADDRESS"),
@@ -399,6 +471,21 @@ SETTINGS = (
     Setting("max_connections", "Server socket", positive_int, 10000,
             "Maximum number of simultaneous client connections per worker.",
             flags=("--max-connections",), metavar="INT"),
+    # -- behind a proxy (fastwsgi/proxy.py, docs/deployment.md)
+    Setting("protocol", "Proxy", choice("http", "uwsgi"), "http",
+            "Protocol of the listeners: http, or uwsgi (for nginx's uwsgi_pass). A "
+            "uwsgi:// prefix on one --bind makes just that listener speak uwsgi.",
+            flags=("--protocol",), metavar="PROTOCOL"),
+    Setting("proxy_protocol", "Proxy", boolean, False,
+            "Expect a PROXY protocol v1/v2 header (HAProxy, AWS NLB) at the start of "
+            "every connection; it names the client (REMOTE_ADDR/REMOTE_PORT).",
+            flags=("--proxy-protocol",), action="bool"),
+    Setting("forwarded_allow_ips", "Proxy", forwarded_allow_ips,
+            "127.0.0.1,::1,unix",
+            "Peers trusted to set X-Forwarded-For/-Proto/-Host/-Port and Forwarded: "
+            "comma-separated IPs or CIDR networks, 'unix' for unix-socket peers, '*' for "
+            "all. Headers from other peers are ignored.",
+            flags=("--forwarded-allow-ips",), metavar="LIST"),
     # -- HTTP protocol and limits
     Setting("root_path", "HTTP", root_path, "",
             "SCRIPT_NAME the application is mounted under, e.g. /api.",
@@ -482,6 +569,15 @@ SETTINGS = (
             "Python config file: its module-level names are settings (and hooks).",
             flags=("-c", "--config"), metavar="FILE",
             sources=frozenset({"cli", "env"})),
+    Setting("mount", "Application", mount_list, [],
+            "Serve an app under a path prefix, PREFIX=APP_SPEC (repeatable); positional "
+            "arguments starting with '/' are mounts too: fastwsgi /=site:app "
+            "/api=api.wsgi:application.",
+            flags=("--mount",), action="append", metavar="PREFIX=APP_SPEC"),
+    Setting("static", "Application", static_list, [],
+            "Serve the files of DIR under PREFIX, e.g. /static=./static (repeatable): "
+            "sendfile, ETag/Last-Modified, Range, HEAD.",
+            flags=("--static",), action="append", metavar="PREFIX=DIR"),
     # -- server hooks (Python config file or API only)
     Setting("on_starting", "Hooks", hook("config"), None,
             "on_starting(config): called once in the master before sockets are bound.",
@@ -510,8 +606,7 @@ assert len(_FILE_KEYS) == len(SETTINGS) + sum(len(s.aliases) for s in SETTINGS)
 GUNICORN_UNSUPPORTED = frozenset({
     "worker_class", "worker_connections", "daemon", "user", "group", "umask",
     "proc_name", "logconfig", "logconfig_dict", "syslog", "statsd_host",
-    "capture_output", "enable_stdio_inheritance", "forwarded_allow_ips",
-    "proxy_protocol", "certfile", "keyfile", "limit_request_field_size",
+    "capture_output", "enable_stdio_inheritance", "certfile", "keyfile", "limit_request_field_size",
     "when_ready", "pre_fork", "pre_request", "post_request", "child_exit",
     "worker_int", "worker_abort", "pre_exec", "post_worker_init",
     "nworkers_changed", "on_reload", "worker_tmp_dir",
@@ -746,15 +841,18 @@ def build_parser(prog="fastwsgi"):
     """
     parser = argparse.ArgumentParser(
         prog=prog,
-        usage=f"{prog} [OPTIONS] APP_SPEC",
+        usage=f"{prog} [OPTIONS] APP_SPEC | PREFIX=APP_SPEC...",
         description="A fast WSGI HTTP/1.1 server. APP_SPEC is MODULE[:NAME], "
-        "MODULE:NAME.attr or MODULE:FACTORY(ARGS); MODULE alone means MODULE:application.",
+        "MODULE:NAME.attr or MODULE:FACTORY(ARGS); MODULE alone means MODULE:application. "
+        "PREFIX=APP_SPEC arguments mount several apps by path prefix "
+        "(fastwsgi /=site:app /api=api.wsgi:application).",
         epilog=f"Every option can also be set as {ENV_PREFIX}<NAME> in the environment, "
         "in [tool.fastwsgi] of ./pyproject.toml, or in a -c config file.",
         argument_default=argparse.SUPPRESS,
     )
-    parser.add_argument("app_spec", metavar="APP_SPEC", nargs="?",
-                        help="the WSGI application, e.g. myproject.wsgi:application")
+    parser.add_argument("app_spec", metavar="APP_SPEC", nargs="*",
+                        help="the WSGI application, e.g. myproject.wsgi:application; "
+                        "or mounts, PREFIX=APP_SPEC (see --mount)")
     parser.add_argument("--version", action="version", version=f"{prog} {version()}",
                         help="print the version and exit")
     groups = {}
@@ -783,6 +881,9 @@ def build_parser(prog="fastwsgi"):
 
 def load_config(argv=None, env=None, cwd=None):
     """Parse ``argv`` and merge every source; return ``(Config, app_spec)``.
+
+    ``app_spec`` is None when only mounts (``PREFIX=APP_SPEC``, ``config.mount``)
+    name the apps; ``fastwsgi.mount.build_app(app_spec, config)`` builds either.
 
     ``env`` defaults to os.environ and ``cwd`` (where pyproject.toml is looked for,
     and relative config-file paths start) to the current directory.
@@ -816,8 +917,16 @@ def load_config(argv=None, env=None, cwd=None):
         if setting.name in args:
             config.set(setting.name, args[setting.name], setting.cli_flag)
 
-    app_spec = args.get("app_spec") or config.wsgi_app
-    if not app_spec:
+    # positional arguments: one APP_SPEC, and/or mounts (they start with "/")
+    positional = args.get("app_spec") or []
+    mounts = [p for p in positional if p.startswith("/")]
+    specs = [p for p in positional if not p.startswith("/")]
+    if len(specs) > 1:
+        parser.error(f"more than one APP_SPEC: {' '.join(specs)} (mount them: PREFIX=APP_SPEC)")
+    if mounts:
+        config.set("mount", mounts, "APP_SPEC argument")
+    app_spec = (specs[0] if specs else None) or config.wsgi_app
+    if not app_spec and not config.mount:
         parser.error("the following arguments are required: APP_SPEC")
     return config, app_spec
 

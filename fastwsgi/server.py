@@ -79,8 +79,43 @@ def _bind_one(addr, backlog, unix_mode, reuse_port=False):
     return sock
 
 
+def systemd_sockets():
+    """Sockets passed by systemd socket activation, or [].
+
+    sd_listen_fds(3): when LISTEN_PID is this process, fds 3 .. 3+LISTEN_FDS-1 are
+    listening sockets.  The variables are then removed, so that processes the app
+    starts do not take the fds for theirs.
+    """
+    try:
+        pid = int(os.environ.get("LISTEN_PID", ""))
+        count = int(os.environ.get("LISTEN_FDS", ""))
+    except ValueError:
+        return []
+    if pid != os.getpid() or count <= 0:
+        return []
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    sockets = []
+    for fd in range(3, 3 + count):
+        try:
+            sockets.append(socket.socket(fileno=fd))
+        except OSError as exc:
+            exc.address = f"LISTEN_FDS fd {fd}"
+            raise
+    return sockets
+
+
 def bind_sockets(config, reuse_port=None):
-    """The listening sockets for config.bind; OSError.address names a failing bind."""
+    """The listening sockets for config.bind; OSError.address names a failing bind.
+
+    Under systemd socket activation (LISTEN_FDS) the inherited sockets are used
+    instead of config.bind, as gunicorn does.
+    """
+    inherited = systemd_sockets()
+    if inherited:
+        for sock in inherited:
+            sock.set_inheritable(True)
+        return inherited
     sockets = []
     reuse = config.reuse_port if reuse_port is None else reuse_port
     try:

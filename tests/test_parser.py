@@ -363,6 +363,31 @@ def test_bare_lf_in_request_line():
     rejects(errors.InvalidRequestLine, b"GET / HTTP/1.1\nHost: a\r\n\r\n")
 
 
+@pytest.mark.parametrize("data, exc", [
+    (b"GET /a\rb HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),
+    (b"\r\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", errors.InvalidRequestLine),
+    (b"GET / HTTP/1.1\r\nHost: a\rX-A: 1\r\n\r\n", errors.InvalidHeader),
+    (b"GET / HTTP/1.1\r\nHost: a\r\n\r\r\n", errors.InvalidHeader),
+])
+def test_bare_cr(data, exc):
+    rejects(exc, data)
+    rejects(exc, data, step=1)
+
+
+def test_bare_cr_is_rejected_before_any_lf_arrives():
+    # RFC 9112 §2.2: a CR not followed by LF is invalid at once; waiting for
+    # a LF (or a limit) would only stall the connection
+    for data, exc in ((b"GET / HTTP/1.1\rHost: a\r\r", errors.InvalidRequestLine),
+                      (b"GET / HTTP/1.1\r\nHost: a\rX", errors.InvalidHeader)):
+        p = RequestParser()
+        p.feed(data)
+        with pytest.raises(exc):
+            p.next_event()
+    p = RequestParser()
+    p.feed(b"GET / HTTP/1.1\r")          # a final CR may still be a CRLF
+    assert p.next_event() is None
+
+
 @pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/1.2", b"HTTP/3.0"])
 def test_unsupported_version(version):
     assert rejects(errors.UnsupportedVersion, req(line=b"GET / " + version)).status_code == 505
@@ -572,8 +597,14 @@ def test_valid_host(host):
     assert one(req(host=host))["HTTP_HOST"] == host.decode()
 
 
+@pytest.mark.parametrize("host", [b"", b"   "])
+def test_empty_host_is_valid(host):
+    # RFC 9110 §7.2: a target without an authority is sent with an empty Host
+    assert one(req(host=host))["HTTP_HOST"] == ""
+
+
 @pytest.mark.parametrize("host", [
-    b"", b"   ", b"exa mple.com", b"example.com/", b"user@example.com", b"example.com?x",
+    b"exa mple.com", b"example.com/", b"user@example.com", b"example.com?x",
     b"example.com#x", b"example.com\\x", b"example.com:80a", b"a:1:2", b"[::1", b"[]", b"::1",
     b":80", b"exam\xe9ple.com", b"a<b",
 ])
@@ -734,6 +765,7 @@ VALID_CHUNKED = [
     (b"4\r\n\r\n\r\n\r\n0\r\n\r\n", b"\r\n\r\n"),                   # CRLF inside data
     (b"2;name=value;flag\r\nok\r\n0;last\r\n\r\n", b"ok"),
     (b"2;q=\"a b\"\r\nok\r\n0\r\n\r\n", b"ok"),
+    (b"2 ;e\r\nok\r\n0\t; e = 1\r\n\r\n", b"ok"),              # BWS before ";"
     (b"0001\r\nx\r\n0\r\nX-Trailer: 1\r\nX-Other: 2\r\n\r\n", b"x"),
     (b"FFF\r\n" + b"z" * 0xFFF + b"\r\n0\r\n\r\n", b"z" * 0xFFF),
 ]
@@ -768,7 +800,8 @@ def test_chunked_every_split_point():
     b"g\r\n",                   # not HEXDIG
     b" 5\r\nhello\r\n0\r\n\r\n",
     b"5 \r\nhello\r\n0\r\n\r\n",
-    b"5 ;e\r\nhello\r\n0\r\n\r\n",
+    b"5 \t\r\nhello\r\n0\r\n\r\n",                    # BWS with no ";" after it
+    b"5 x\r\nhello\r\n0\r\n\r\n",
     b"+5\r\nhello\r\n0\r\n\r\n",
     b"-5\r\n",
     b"0x5\r\nhello\r\n0\r\n\r\n",
@@ -784,13 +817,15 @@ def test_chunked_every_split_point():
     b"1;e\x7f\r\nx\r\n0\r\n\r\n",
     b"1;\xe9\r\nx\r\n0\r\n\r\n",
     b"5\r\r\nhello\r\n0\r\n\r\n",
+    b"5\rX",                            # bare CR: rejected without waiting for a LF
 ])
 @pytest.mark.parametrize("step", [None, 1])
 def test_chunked_invalid(body, step):
     rejects(errors.InvalidChunk, chunked(body), step=step)
 
 
-@pytest.mark.parametrize("trailer", [b"Bad Name: 1", b" folded", b"X: a\x00b", b"NoColon", b": 1"])
+@pytest.mark.parametrize("trailer", [b"Bad Name: 1", b" folded", b"X: a\x00b", b"NoColon", b": 1",
+                                     b"X: a\rb"])
 def test_chunked_invalid_trailer(trailer):
     rejects(errors.InvalidHeader, chunked(b"0\r\n" + trailer + b"\r\n\r\n"))
 
@@ -829,3 +864,23 @@ def test_split_feeding_gives_same_result(data):
         split, p = run(data + b"junk", step=step)
         assert split == whole
         assert p.buffered() == b"junk"
+
+
+def test_stub_matches_the_module():
+    import ast
+    import os
+
+    import fastwsgi._parser as mod
+
+    stub = os.path.join(os.path.dirname(mod.__file__), "_parser.pyi")
+    tree = ast.parse(open(stub).read())
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            cls = getattr(mod, node.name)
+            obj = cls() if node.name == "Limits" else cls(Limits())
+            for item in node.body:
+                name = getattr(item, "name", None) or getattr(getattr(item, "target", None), "id", None)
+                if name and name != "__init__":
+                    assert hasattr(obj, name), f"{node.name}.{name} is in the stub only"
+        elif isinstance(node, ast.AnnAssign) and node.target.id.isupper():
+            assert hasattr(mod, node.target.id), node.target.id

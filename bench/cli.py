@@ -54,6 +54,9 @@ def run_parser():
     p.add_argument("--warmup", type=int, default=2, help="seconds of warm-up per run (2)")
     p.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    p.add_argument("--nice", type=int, default=0,
+                   help="run server and wrk at this niceness, e.g. -10 on a shared "
+                        "machine so other jobs take less of their CPUs (0)")
     _common(p)
     return p
 

@@ -104,9 +104,11 @@ def write_script(scenario, directory):
     return path
 
 
-def wrk_command(url, script, duration, connections, threads=1, cpu=1, timeout=5):
+def wrk_command(url, script, duration, connections, threads=1, cpu=1, timeout=5, nice=0):
     argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s",
-            f"--timeout", f"{timeout}s", "--latency", "-s", str(script), url]
+            "--timeout", f"{timeout}s", "--latency", "-s", str(script), url]
+    if nice:
+        argv = ["nice", "-n", str(nice)] + argv
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu)] + argv
     return argv

@@ -42,17 +42,19 @@ def plot(data, path):
     width = 0.8 / max(1, len(servers))
     fig, ax = plt.subplots(figsize=(max(8, 1.6 * len(scenarios) + 2), 5.5))
     cmap = plt.get_cmap("tab20")
+    values = [v for row in table.values() for v in row if v]
+    bottom = min([0.01] + values) / 1.5
     for i, server in enumerate(servers):
         xs = [j + (i - (len(servers) - 1) / 2) * width for j in range(len(scenarios))]
-        ys = [v if v is not None else 0 for v in table[server]]
-        bars = ax.bar(xs, ys, width, label=server, color=cmap(i % 20),
+        ys = [v if v is not None else 0 for v in table[server]]  # 0: no bar on log
+        ax.bar(xs, ys, width, label=server, color=cmap(i % 20),
                       edgecolor="black" if server == baseline else None)
         for x, v in zip(xs, table[server]):
             if v is None:
-                ax.text(x, 0.012, "×", ha="center", va="bottom", fontsize=7, color="grey")
+                ax.text(x, bottom * 1.2, "×", ha="center", va="bottom", fontsize=7, color="grey")
     ax.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
     ax.set_yscale("log")
-    ax.set_ylim(bottom=0.01)
+    ax.set_ylim(bottom=bottom)
     ax.set_xticks(range(len(scenarios)))
     ax.set_xticklabels(scenarios)
     ax.set_ylabel(f"requests/s relative to {baseline} (log scale)")

@@ -52,10 +52,18 @@ def markdown(data):
     lines.append(f"- Run: {data['started']}, {data['elapsed_s']:.0f} s; {o['rounds']} interleaved "
                  f"round(s) of {o['duration']} s after a {o['warmup']} s warm-up, "
                  f"{o['connections']} connections; server on CPU {o['server_cpu']}, "
-                 f"wrk (1 thread) on CPU {o['client_cpu']}")
-    lines.append(f"- Tools: " + "; ".join(m["tools"].values()))
+                 f"wrk (1 thread) on CPU {o['client_cpu']}"
+                 + (f"; both at niceness {o['nice']}" if o.get("nice") else ""))
+    lines.append("- Tools: " + "; ".join(m["tools"].values()))
     lines.append(f"- Ratios are relative to **{base}** (median requests/s)."
                  if base else "- No server produced results.")
+    lines.append("- Columns: CPU % = server process tree's utime+stime over the run "
+                 "(100 = the one CPU it is pinned to); req/CPU-s = requests per second "
+                 "of that CPU time; bg % = other load on the server's CPU during the run "
+                 "(other processes, kernel work not charged to the server); p50/p99 from "
+                 "wrk, not available under pipelining (wrk samples once per batch); "
+                 "framing = how the response body was delimited (length, chunked, close); "
+                 "wrk read errors come from servers that close connections.")
     lines.append("")
     lines.append("| server | version | note |")
     lines.append("|---|---|---|")
@@ -97,11 +105,12 @@ def markdown(data):
         entries = by_sc.get(sc, [])
         lines.append(f"## {sc}: {data['scenarios'][sc]}")
         lines.append("")
-        show_bytes = sc in ("big", "stream")
+        show_bytes = sc in data.get("bytes_scenarios", ())
         head = ["server", "req/s (min–max)", f"vs {base}"]
         if show_bytes:
             head.append("MiB/s")
-        head += ["p50 ms", "p99 ms", "peak RSS MiB", "CPU %", "req/CPU-s", "framing", "notes"]
+        head += ["p50 ms", "p99 ms", "peak RSS MiB", "CPU %", "req/CPU-s", "bg %",
+                 "framing", "notes"]
         lines.append("| " + " | ".join(head) + " |")
         lines.append("|---" * len(head) + "|")
         ranked = sorted((e for e in entries if e["summary"] and not e["mark"]),
@@ -122,11 +131,13 @@ def markdown(data):
             if show_bytes:
                 row.append(_num(s["bytes_per_s"] and s["bytes_per_s"] / MIB, "{:,.1f}"))
             errs = {k: v for k, v in s["errors"].items() if v}
+            notes = list(e.get("check_notes", []))
+            if errs:
+                notes.append("wrk errors " + ", ".join(f"{k} {v}" for k, v in errs.items()))
             row += [_num(s["p50_ms"], "{:.2f}"), _num(s["p99_ms"], "{:.2f}"),
                     _num(s["peak_rss"] / MIB, "{:.1f}"), _num(s["cpu_percent"], "{:.0f}"),
-                    _num(s["req_per_cpu_s"]), ",".join(e.get("framing", [])),
-                    _cell("wrk errors " + ", ".join(f"{k} {v}" for k, v in errs.items())
-                          if errs else "")]
+                    _num(s["req_per_cpu_s"]), _num(s.get("other_load"), "{:.0f}"),
+                    ",".join(e.get("framing", [])), _cell("; ".join(notes))]
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
 

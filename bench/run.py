@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import check, envs, load, servers
+from . import apps, check, envs, load, servers
 from .scenarios import SCENARIOS
 
 SERVER_CPU = 0
@@ -86,6 +86,7 @@ def prepare_rundir(out):
     here = Path(__file__).resolve().parent
     shutil.copy(here / "apps.py", rundir / "bench_apps.py")
     shutil.copy(here / "launch.py", rundir / "bench_launch.py")
+    (rundir / "bench_flask.py").write_text(apps.FLASK_SHIM)
     return rundir
 
 
@@ -110,7 +111,8 @@ def visit(spec, env, scenario, options, rundir, script, progress, label):
     """One start-check-warm-measure-check-stop cycle. Returns a round dict."""
     rnd = {"ok": False}
     try:
-        server = servers.start(spec, env, scenario.app, rundir, cpu=SERVER_CPU)
+        server = servers.start(spec, env, scenario.app, scenario.name, rundir,
+                               cpu=SERVER_CPU, nice=options.nice)
     except OSError as exc:
         return dict(rnd, mark="start failed", detail=str(exc))
     rnd["server_argv"] = servers.display_command(server.argv, server.port).replace(
@@ -122,6 +124,7 @@ def visit(spec, env, scenario, options, rundir, script, progress, label):
             return dict(rnd, mark="start failed", detail=str(exc))
         before = check.check(server.port, scenario)
         rnd["framing"] = sorted(before.framings)
+        rnd["check_notes"] = sorted(before.notes)
         if not before.ok:
             return dict(rnd, mark="wrong response", detail=f"before load: {before.detail}")
         url = f"http://{servers.HOST}:{server.port}{scenario.path}"
@@ -129,11 +132,12 @@ def visit(spec, env, scenario, options, rundir, script, progress, label):
             progress.line(f"{label}: warm-up")
             try:
                 load.run_wrk(load.wrk_command(url, script, options.warmup,
-                                              options.connections, cpu=CLIENT_CPU))
+                                              options.connections, cpu=CLIENT_CPU,
+                                              nice=options.nice))
             except load.LoadError as exc:
                 return dict(rnd, mark="load failed", detail=f"warm-up: {exc}")
         argv = load.wrk_command(url, script, options.duration, options.connections,
-                                cpu=CLIENT_CPU)
+                                cpu=CLIENT_CPU, nice=options.nice)
         rnd["wrk_argv"] = " ".join(argv).replace(str(server.port), "PORT").replace(
             str(rundir), "RUNDIR")
         progress.line(f"{label}: measuring {options.duration}s")
@@ -144,6 +148,10 @@ def visit(spec, env, scenario, options, rundir, script, progress, label):
             sampler.stop()
             return dict(rnd, mark="load failed", detail=str(exc))
         usage = sampler.stop()
+        if scenario.pipeline > 1:
+            # wrk records one latency sample per batch, and this build's
+            # percentiles of those come out as 0: not a per-request figure.
+            result.p50_ms = result.p90_ms = result.p99_ms = None
         rnd.update(
             requests=result.requests, duration=result.duration_s, rps=result.rps,
             bytes_per_s=result.bytes_per_s, p50_ms=result.p50_ms, p90_ms=result.p90_ms,
@@ -209,7 +217,7 @@ def run(options):
         os.sched_setaffinity(0, {CLIENT_CPU})
     except (OSError, AttributeError):
         pass
-    out = Path(options.out)
+    out = Path(options.out).resolve()  # servers run with cwd and PYTHONPATH there
     out.mkdir(parents=True, exist_ok=True)
     rundir = prepare_rundir(out)
     scenario_names = options.scenarios
@@ -246,10 +254,12 @@ def run(options):
                     entry["wrk_argv"] = rnd["wrk_argv"]
                 if rnd.get("framing"):
                     entry["framing"] = rnd["framing"]
+                if rnd.get("check_notes"):
+                    entry["check_notes"] = rnd["check_notes"]
                 if rnd["ok"]:
-                    progress.line(f"{label}: {rnd['rps']:,.0f} req/s, "
-                                  f"p99 {rnd['p99_ms']:.2f} ms, cpu {rnd['cpu_percent']:.0f}%",
-                                  final=not progress.tty)
+                    p99 = "—" if rnd["p99_ms"] is None else f"{rnd['p99_ms']:.2f}"
+                    progress.line(f"{label}: {rnd['rps']:,.0f} req/s, p99 {p99} ms, "
+                                  f"cpu {rnd['cpu_percent']:.0f}%", final=not progress.tty)
                 else:
                     entry["mark"], entry["detail"] = rnd["mark"], rnd["detail"]
                     progress.log(f"{label}: {rnd['mark']}: {rnd['detail'][:300]}")
@@ -267,12 +277,13 @@ def run(options):
         "options": {"servers": options.servers, "scenarios": scenario_names,
                     "duration": options.duration, "warmup": options.warmup,
                     "connections": options.connections, "rounds": options.rounds,
-                    "repo": str(options.repo), "server_cpu": SERVER_CPU,
+                    "repo": str(options.repo), "nice": options.nice, "server_cpu": SERVER_CPU,
                     "client_cpu": CLIENT_CPU},
         "versions": versions,
         "install_failures": failures,
         "notes": {n: servers.SERVERS[n].note for n in options.servers
                   if servers.SERVERS[n].note},
         "scenarios": {n: SCENARIOS[n].help for n in scenario_names},
+        "bytes_scenarios": [n for n in scenario_names if SCENARIOS[n].report_bytes],
         "results": entries,
     }

@@ -1,9 +1,11 @@
 """What each scenario requests, which app answers it, and what a right answer is.
 
 A scenario is data only: bench/load.py turns it into a wrk command line,
-bench/check.py into raw requests, bench/servers.py into ``bench_apps:<app>``.
+bench/check.py into raw requests; ``app`` is what the server is told to load
+from the run directory (bench_apps.py is a copy of bench/apps.py; bench_flask.py
+only builds the Flask app defined there, so no other scenario imports Flask).
 """
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from . import apps
 
@@ -11,7 +13,7 @@ from . import apps
 @dataclass(frozen=True)
 class Scenario:
     name: str
-    app: str                     # attribute of bench/apps.py
+    app: str                     # MODULE:ATTR in the run directory
     path: str = "/"
     method: str = "GET"
     body: bytes = b""            # request body (POST)
@@ -31,21 +33,21 @@ class Scenario:
 
 
 SCENARIOS = {s.name: s for s in [
-    Scenario("hello", "hello", expected=apps.HELLO_BODY, static=True,
+    Scenario("hello", "bench_apps:hello", expected=apps.HELLO_BODY, static=True,
              help="keep-alive GET, 13-byte body"),
-    Scenario("pipeline", "hello", expected=apps.HELLO_BODY, static=True,
+    Scenario("pipeline", "bench_apps:hello", expected=apps.HELLO_BODY, static=True,
              pipeline=16, help="same, 16 requests pipelined per write"),
-    Scenario("newconn", "hello", expected=apps.HELLO_BODY, static=True,
+    Scenario("newconn", "bench_apps:hello", expected=apps.HELLO_BODY, static=True,
              close=True, help="Connection: close, a new TCP connection per request"),
-    Scenario("big", "big", expected=apps.BIG_BODY, report_bytes=True,
+    Scenario("big", "bench_apps:big", expected=apps.BIG_BODY, report_bytes=True,
              help="1 MiB response body"),
-    Scenario("post", "post", method="POST", body=apps.POST_BODY,
+    Scenario("post", "bench_apps:post", method="POST", body=apps.POST_BODY,
              headers=(("Content-Type", "application/octet-stream"),),
              expected=apps.POST_DIGEST,
              help="64 KiB POST, app returns its sha256"),
-    Scenario("flask", "flask_app", path="/json", check=apps.flask_expected_ok,
+    Scenario("flask", "bench_flask:app", path="/json", check=apps.flask_expected_ok,
              help="Flask JSON endpoint"),
-    Scenario("stream", "stream", expected=apps.STREAM_BODY, report_bytes=True,
+    Scenario("stream", "bench_apps:stream", expected=apps.STREAM_BODY, report_bytes=True,
              help="generator, 100 x 1 KiB, no Content-Length (chunked)"),
 ]}
 

@@ -29,7 +29,7 @@ APP_PACKAGES = ("flask",)    # every venv runs the flask scenario
 class Launch:
     bin: Path        # the venv's bin/
     port: int
-    app: str         # bench_apps:<attr>
+    app: str         # MODULE:ATTR
     rundir: Path
 
     @property
@@ -129,12 +129,14 @@ SERVERS = {s.name: s for s in [
                            "--workers", "1", "--disable-listen-log", "true"]),
     ServerSpec(
         "uwsgi", packages=("uwsgi",), dist="uwsgi",
-        command=lambda l: [str(l.bin / "uwsgi"), "--http11-socket", l.bind,
+        command=lambda l: [str(l.bin / "uwsgi"), "--http-socket", l.bind,
                            "--module", l.app, "--processes", "1", "--threads", "1",
                            "--disable-logging", "--need-app", "--die-on-term",
                            "--ignore-sigpipe", "--ignore-write-errors",
                            "--disable-write-exception"],
-        note="--http11-socket: the keep-alive variant of --http-socket"),
+        note="--http-socket: one request per connection (with --http11-socket's "
+             "keep-alive one connection holds the only thread, and a generator's "
+             "response is sent unframed on a connection left open)"),
     ServerSpec(
         "cheroot", packages=("cheroot",), dist="cheroot",
         command=lambda l: [str(l.bin / "cheroot"), "--bind", l.bind, "--threads", "4",
@@ -254,14 +256,16 @@ class Running:
             self._log.close()
 
 
-def start(spec, env, app, rundir, cpu=0):
+def start(spec, env, app, label, rundir, cpu=0, nice=0):
+    """Start ``spec`` serving ``app`` (MODULE:ATTR in ``rundir``)."""
     port = free_port()
-    launch = Launch(env.bin if env else Path("/nonexistent"), port, f"bench_apps:{app}",
-                    Path(rundir))
+    launch = Launch(env.bin if env else Path("/nonexistent"), port, app, Path(rundir))
     argv = spec.command(launch)
+    if nice:
+        argv = ["nice", "-n", str(nice)] + argv
     if cpu is not None:
         argv = ["taskset", "-c", str(cpu)] + argv
-    logfile = Path(rundir) / "logs" / f"{spec.name}-{app}-{port}.log"
+    logfile = Path(rundir) / "logs" / f"{spec.name}-{label}-{port}.log"
     logfile.parent.mkdir(parents=True, exist_ok=True)
     log = open(logfile, "w")
     child_env = dict(os.environ, PYTHONPATH=str(rundir), PYTHONUNBUFFERED="1",

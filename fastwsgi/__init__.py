@@ -6,9 +6,12 @@ stays cheap for the CLI and for config files.
 
 __version__ = "0.1.0"
 
-__all__ = ["run", "make_server", "Server", "errors", "__version__"]
+__all__ = ["run", "make_server", "Server", "mount", "errors", "__version__"]
 
 from fastwsgi import errors  # noqa: E402
+# the function, bound over the submodule's name (importing fastwsgi.mount anywhere
+# would otherwise make the package attribute the module)
+from fastwsgi.mount import mount  # noqa: E402
 
 
 def __getattr__(name):

@@ -569,7 +569,7 @@ cdef class Connection:
         if self.st.watchdog != NULL:
             self._watch(True)
         try:
-            result = self.st.app(environ, self)
+            result = self.st.app(environ, self.start_response)
             self.app_iter = result
             if PyList_CheckExact(result) and PyList_GET_SIZE(result) == 1 and not self.head_framed:
                 # the common case: one bytes object, framed with its length
@@ -737,8 +737,9 @@ cdef class Connection:
 
     # --- start_response and write() (PEP 3333) ---------------------------------------
 
-    def __call__(self, status, headers, exc_info=None):
-        """start_response: the connection itself, so a request allocates nothing."""
+    def start_response(self, status, headers, exc_info=None):
+        """PEP 3333's start_response, as a bound method: a vectorcall, which calling
+        the connection object itself (tp_call through a slot wrapper) is not."""
         if exc_info is not None:
             try:
                 if self.head_framed:

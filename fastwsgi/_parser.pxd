@@ -41,6 +41,8 @@ cdef class RequestParser:
     cdef Py_ssize_t scan_lines
 
     # results of the last successful parse_head
+    cdef dict _clean_base                  # last base found free of request keys
+    cdef Py_ssize_t _clean_len
     cdef public dict environ
     cdef public int body_kind
     cdef public long long content_length   # -1 unless BODY_LENGTH

@@ -33,7 +33,7 @@ Python objects created per request are the environ dict and its values.
 
 from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_GET_SIZE
 from cpython.bytes cimport PyBytes_FromStringAndSize
-from cpython.dict cimport PyDict_SetDefault
+from cpython.dict cimport PyDict_Copy, PyDict_SetDefault
 from cpython.mem cimport PyMem_Free, PyMem_Malloc
 from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_GET_LENGTH
@@ -75,6 +75,22 @@ cdef extern from *:
     dict fastwsgi_dict_presized(Py_ssize_t n)
 
 __all__ = ["Limits", "RequestParser", "BODY_NONE", "BODY_LENGTH", "BODY_CHUNKED"]
+
+
+cdef bint _is_clean_base(dict base):
+    """True if no key of `base` is one a request sets (then cloning is exact)."""
+    if not base:
+        return False
+    for key in base:
+        if not isinstance(key, str):
+            return False
+        if (key.startswith("HTTP_") or key in _REQUEST_KEYS):
+            return False
+    return True
+
+
+_REQUEST_KEYS = frozenset({"REQUEST_METHOD", "SERVER_PROTOCOL", "RAW_URI", "QUERY_STRING",
+                           "PATH_INFO", "SCRIPT_NAME", "CONTENT_TYPE", "CONTENT_LENGTH"})
 
 # Python-visible copies of the BodyKind values (the enum is C-only)
 globals().update(BODY_NONE=<int>BODY_NONE, BODY_LENGTH=<int>BODY_LENGTH,
@@ -882,7 +898,22 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
     # go in first and base is merged last without overriding them: merging
     # into an empty dict would clone base's (small) table and bring the
     # resizes back.
-    env = fastwsgi_dict_presized(len(base) + 6 + self.scan_lines)
+    # A base that holds no request keys (the server's: constants only) is
+    # cloned -- PyDict_Copy memcpys a compact dict's table -- and the request
+    # keys go on top.  Any other base is merged last without overriding, so a
+    # request key in it is replaced, never joined.  A base is checked once and
+    # remembered by identity and size.
+    if base is self._clean_base and len(base) == self._clean_len:
+        clone = True
+    else:
+        clone = _is_clean_base(base)
+        if clone:
+            self._clean_base = base
+            self._clean_len = len(base)
+    if clone:
+        env = PyDict_Copy(base)
+    else:
+        env = fastwsgi_dict_presized(len(base) + 6 + self.scan_lines)
     method = _method_str(p + start, mlen)
     env[K_REQUEST_METHOD] = method
     env[K_SERVER_PROTOCOL] = V_HTTP11 if http11 else V_HTTP10
@@ -1017,7 +1048,7 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
         # field (if any) and instead use the host information of the
         # request-target".
         env[K_HTTP_HOST] = authority
-    if base:
+    if base and not clone:
         PyDict_Merge(env, base, 0)      # 0: what the request set wins
 
     self.environ = env

@@ -10,13 +10,301 @@ Contract (used by fastwsgi/server.py):
 - ``forwarded_handler(config) -> callable(environ) | None``: applied to each request
   of a trusted connection before the app sees it.
 
-Stub: HTTP only, nobody trusted.
+Which listener speaks what: ``--protocol`` for all of them, and a ``uwsgi://``
+prefix on one ``--bind`` for that one (fastwsgi.config.parse_bind).  Sockets
+are matched to their bind by unix path, fd number or TCP port (port-0 binds in
+the order their sockets are asked about); a socket that matches no bind (systemd
+socket activation) gets ``--protocol``.
+
+Forwarded headers (from trusted peers only; ``--forwarded-allow-ips``):
+
+* One family per request: if any ``X-Forwarded-For/-Proto/-Host/-Port`` is
+  present those are used and ``Forwarded`` is ignored, else RFC 7239
+  ``Forwarded``.  A proxy that sets one family passes the other through from
+  the client untouched; preferring the de-facto one (nginx, HAProxy, cloud
+  balancers set it) means the common setups cannot be spoofed with the other.
+* Client address: the rightmost untrusted hop, as uvicorn does.  The chain is
+  the forwarded addresses followed by REMOTE_ADDR (the socket peer over HTTP, the
+  packet's REMOTE_ADDR over uwsgi, the PROXY header's client); walking it from
+  the right, trusted entries are proxies and the first untrusted one is the
+  client (all trusted: the leftmost).  Whatever a client writes into the header
+  stays to the left of the address the first trusted proxy appended, so it is
+  never picked.  If REMOTE_ADDR itself is untrusted (a uwsgi packet or PROXY
+  header naming a real client), every forwarded header came from that client
+  and none is applied.  A hop that is not an IP address ("unknown", an RFC 7239
+  obfuscated "_id") is the client with an unknown address: REMOTE_ADDR stays.
+  REMOTE_PORT becomes the hop's port if it gave one, else "".
+* Scheme, host and port: from X-Forwarded-Proto/-Host/-Port the rightmost value
+  (the one the nearest proxy wrote); from Forwarded the ``proto=`` / ``host=`` of
+  the element whose ``for=`` was picked as the client (the proxy that received
+  the request from it).  wsgi.url_scheme is only ever "http" or "https";
+  HTTP_HOST and SERVER_NAME/SERVER_PORT follow the host; X-Forwarded-Port sets
+  SERVER_PORT and the port of HTTP_HOST (as Werkzeug's ProxyFix).  Values that
+  are not a valid host, port or scheme are ignored.
 """
+
+import ipaddress
+import re
+import weakref
+
+__all__ = ["listener_options", "forwarded_handler", "Trust", "PROTOCOLS"]
+
+PROTOCOLS = {"http": 0, "uwsgi": 1}
+
+
+# ------------------------------------------------------------------------- listeners
+
+
+# port-0 binds cannot be told apart by address: they are handed out in call order
+# (Server asks once per socket, in config.bind order); config -> {fileno: bind}
+_port0_claims = weakref.WeakKeyDictionary()
+
+
+def _bind_for(config, sock):
+    """The BindAddress of config.bind this listening socket was made from, or None."""
+    from fastwsgi.config import parse_bind
+
+    try:
+        binds = [parse_bind(text) for text in config.bind]
+        name = sock.getsockname()
+        fileno = sock.fileno()
+    except (OSError, ValueError, AttributeError):
+        return None
+    if isinstance(name, (str, bytes)):
+        name = name.decode() if isinstance(name, bytes) else name
+        for b in binds:
+            if b.kind == "unix" and b.path == name:
+                return b
+    else:
+        for b in binds:
+            if b.kind == "tcp" and b.port == name[1]:
+                return b
+        claims = _port0_claims.setdefault(config, {})
+        if fileno in claims:
+            return claims[fileno]
+        taken = list(claims.values())
+        for b in binds:
+            if b.kind == "tcp" and b.port == 0:
+                if b in taken:
+                    taken.remove(b)
+                    continue
+                claims[fileno] = b
+                return b
+    for b in binds:
+        if b.kind == "fd" and b.fd == fileno:
+            return b
+    return None
 
 
 def listener_options(config, sock):
-    return {}
+    bind = _bind_for(config, sock)
+    protocol = (bind.protocol if bind is not None else None) or config.protocol
+    return {
+        "protocol": PROTOCOLS[protocol],
+        "proxy_protocol": bool(config.proxy_protocol),
+        "trust": Trust.from_config(config),
+    }
+
+
+# ----------------------------------------------------------------------------- trust
+
+
+class Trust:
+    """callable(addr) -> bool for one --forwarded-allow-ips value.
+
+    "" is a unix-socket peer.  Results are cached per address (the loop asks once
+    per connection, and peers are few: the proxies).
+    """
+
+    CACHE_MAX = 4096
+
+    def __init__(self, spec):
+        items = [part.strip() for part in spec.split(",") if part.strip()]
+        self.everyone = "*" in items
+        self.unix = "unix" in items
+        self.networks = [ipaddress.ip_network(i, strict=False) for i in items
+                         if i not in ("*", "unix")]
+        self._cache = {}
+
+    @classmethod
+    def from_config(cls, config):
+        spec = config.forwarded_allow_ips
+        return cls(spec) if spec else None
+
+    def __call__(self, addr):
+        if self.everyone:
+            return True
+        cached = self._cache.get(addr)
+        if cached is None:
+            cached = self._check(addr)
+            if len(self._cache) < self.CACHE_MAX:
+                self._cache[addr] = cached
+        return cached
+
+    def _check(self, addr):
+        if addr == "":
+            return self.unix
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            return False
+        mapped = getattr(ip, "ipv4_mapped", None)
+        if mapped is not None:
+            ip = mapped
+        return any(ip in net for net in self.networks)
+
+
+# ------------------------------------------------------------------ header grammar
+
+# RFC 3986 host (reg-name, IPv4, [IPv6]) with an optional port: what may go into
+# HTTP_HOST / SERVER_NAME.  Anything else (spaces, "@", "/", CTLs) is ignored.
+_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]+)(?::(\d{1,5}))?$")
+_PORT = re.compile(r"^\d{1,5}$")
+_SCHEMES = {"http": "http", "https": "https"}
+
+# RFC 7239 §4: forwarded-pair = token "=" value; value = token / quoted-string
+_PAIR = re.compile(r'\s*([!#$%&\'*+\-.^_`|~0-9A-Za-z]+)\s*=\s*'
+                   r'("(?:[^"\\]|\\.)*"|[!#$%&\'*+\-.^_`|~0-9A-Za-z:\[\]]*)\s*')
+
+
+def _parse_forwarded(value):
+    """RFC 7239 Forwarded -> a list of {param: value} elements, or None if malformed."""
+    elements = []
+    pos, n = 0, len(value)
+    current = {}
+    while pos < n:
+        m = _PAIR.match(value, pos)
+        if not m:
+            return None
+        name, v = m.group(1).lower(), m.group(2)
+        if v.startswith('"'):
+            v = re.sub(r"\\(.)", r"\1", v[1:-1])
+        current[name] = v
+        pos = m.end()
+        if pos == n:
+            break
+        sep = value[pos]
+        pos += 1
+        if sep == ",":
+            elements.append(current)
+            current = {}
+        elif sep != ";":
+            return None
+    elements.append(current)
+    return elements
+
+
+def _node(text):
+    """A for= / X-Forwarded-For entry -> (ip str, port str) or None (not an IP).
+
+    RFC 7239 §6: node = nodename [ ":" node-port ]; IPv6 in brackets."""
+    text = text.strip()
+    port = ""
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            return None
+        host, rest = text[1:close], text[close + 1:]
+        if rest:
+            if not rest.startswith(":"):
+                return None
+            port = rest[1:]
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    else:
+        host = text            # IPv4, or a bare IPv6 (X-Forwarded-For has those)
+    if port and not (_PORT.match(port) and int(port) <= 65535):
+        port = ""              # an obfuscated port ("_x"): drop it, keep the address
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return str(ip), port
+
+
+def _split_host(host):
+    """A validated Host value -> (name, port or None)."""
+    m = _HOST.match(host)
+    if not m or (m.group(1) and int(m.group(1)) > 65535):
+        return None
+    port = m.group(1)
+    name = host[: len(host) - len(port) - 1] if port else host
+    return name, port
+
+
+def _last(value):
+    return value.rsplit(",", 1)[-1].strip()
+
+
+# ------------------------------------------------------------------------ handler
+
+
+class ForwardedHeaders:
+    """The forwarded_handler: rewrites one trusted request's environ in place."""
+
+    def __init__(self, trust):
+        self.trust = trust
+
+    def __call__(self, environ):
+        if not self.trust(environ.get("REMOTE_ADDR", "")):
+            # the client itself is the peer (PROXY protocol) or the packet's
+            # REMOTE_ADDR (uwsgi): every forwarded header came from it
+            return
+        xff = environ.get("HTTP_X_FORWARDED_FOR")
+        xproto = environ.get("HTTP_X_FORWARDED_PROTO")
+        xhost = environ.get("HTTP_X_FORWARDED_HOST")
+        xport = environ.get("HTTP_X_FORWARDED_PORT")
+        if xff is not None or xproto is not None or xhost is not None or xport is not None:
+            if xff is not None:
+                self._client(environ, xff.split(","))
+            scheme = _SCHEMES.get(_last(xproto).lower()) if xproto else None
+            host = _last(xhost) if xhost else None
+            port = _last(xport) if xport else None
+        else:
+            forwarded = environ.get("HTTP_FORWARDED")
+            if forwarded is None:
+                return
+            elements = _parse_forwarded(forwarded)
+            if elements is None:
+                return              # malformed: ignored as a whole
+            # the element of the client's hop: the proxy that received from it
+            element = elements[self._client(environ, [e.get("for", "") for e in elements])]
+            scheme = _SCHEMES.get(element.get("proto", "").lower())
+            host = element.get("host")
+            port = None
+        if scheme is not None:
+            environ["wsgi.url_scheme"] = scheme
+        if host:
+            split = _split_host(host)
+            if split is not None:
+                environ["HTTP_HOST"] = host
+                environ["SERVER_NAME"] = split[0].strip("[]")
+                environ["SERVER_PORT"] = split[1] or (
+                    "443" if environ.get("wsgi.url_scheme") == "https" else "80")
+        if port and _PORT.match(port) and int(port) <= 65535:
+            environ["SERVER_PORT"] = port
+            current = environ.get("HTTP_HOST")
+            if current:
+                split = _split_host(current)
+                if split is not None:
+                    environ["HTTP_HOST"] = f"{split[0]}:{port}"
+
+    def _client(self, environ, hops):
+        """Walk the hops from the right (REMOTE_ADDR, their right neighbour, is
+        trusted); the first untrusted one, or the leftmost, is the client: its
+        address and port go to REMOTE_ADDR / REMOTE_PORT.  Returns its index.  A
+        non-IP hop ("unknown", "_hidden") is the client too, address unknown:
+        REMOTE_ADDR stays."""
+        for i in range(len(hops) - 1, -1, -1):
+            node = _node(hops[i])
+            if node is None:
+                return i
+            if i == 0 or not self.trust(node[0]):
+                environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = node
+                return i
+        return 0
 
 
 def forwarded_handler(config):
-    return None
+    trust = Trust.from_config(config)
+    return ForwardedHeaders(trust) if trust is not None else None

@@ -162,8 +162,9 @@ def base_environ(config, sock, multithread=False, multiprocess=False):
         server_name, server_port = name[0], str(name[1])
     else:
         server_name, server_port = "localhost", "80"
+    # (SCRIPT_NAME is the parser's: it splits it from PATH_INFO per request; a
+    # base without request keys is cloned by the parser, the fast path)
     return {
-        "SCRIPT_NAME": config.root_path,
         "SERVER_NAME": server_name,
         "SERVER_PORT": server_port,
         "wsgi.version": (1, 0),
@@ -361,14 +362,16 @@ def serve(app, config):
     from fastwsgi.logs import AccessLog
     access = AccessLog.from_config(config)
     server = Server(app, config, access_log=access)
-    saved = _install_signals(server.loop)
+    _install_signals(server.loop)
     # the banner comes last: whoever waits for it may signal us right away
     log.info("fastwsgi %s listening on %s (pid %d)", __version__,
              ", ".join(server.urls), os.getpid())
     try:
         server.serve_forever()
     finally:
-        _restore_signals(saved)
+        # the process is about to exit: a second Ctrl-C must not turn into a
+        # KeyboardInterrupt traceback during interpreter shutdown
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         server.server_close()
     log.info("stopped")
     return 0

@@ -1,0 +1,281 @@
+"""Static files served by the server itself (``--static /static=./static``).
+
+``StaticFiles(app, {"/static": "./static"})`` is a WSGI middleware: a request whose
+PATH_INFO is under a prefix is answered from that directory, any other goes to
+``app``.  Bodies go out through ``environ["wsgi.file_wrapper"]``, which fastwsgi's
+compiled connection sends with sendfile(2); under another server the wrapper (or
+a plain block iterator) is used as it is.
+
+What a request gets (RFC 9110):
+
+* GET and HEAD only; anything else under a prefix is 405 with ``Allow``.
+* 200 with Content-Type (``mimetypes``; text/* in UTF-8), Content-Length,
+  ``ETag: "<mtime_ns>-<size>"`` (hex), Last-Modified, ``Accept-Ranges: bytes``.
+* 304 when If-None-Match matches the ETag (weak comparison, §13.1.2), or, without
+  If-None-Match, when the file is not newer than If-Modified-Since (§13.1.3).
+* Range (GET only, §14.2): one ``bytes=`` range -> 206 with Content-Range; an
+  unsatisfiable one -> 416 with ``Content-Range: bytes */size``.  Several ranges
+  -> 200 with the whole file (a server may ignore Range; multipart/byteranges is
+  not implemented).  A malformed Range, or an If-Range that does not match
+  (strong ETag or the exact Last-Modified date), is ignored: 200.
+* 404 for anything that is not a regular file inside the directory, and for
+  every way out of it: a ".." segment, an encoded "/" or "\\" (%2F, %5C) or
+  NUL in the target, a backslash, or a symlink whose target resolves outside
+  the directory (symlinks that stay inside are followed).  Directories are not
+  listed and have no index file.
+"""
+
+import email.utils
+import mimetypes
+import os
+import re
+import stat
+
+__all__ = ["StaticFiles"]
+
+_CHUNK = 65536
+# %2F / %5C / %00 in the raw target: PATH_INFO has them decoded, where they look
+# like a separator (or end a C string); the original request meant a file name.
+_ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|00)")
+_RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+_ENCODING_TYPES = {
+    "gzip": "application/gzip",
+    "bzip2": "application/x-bzip2",
+    "xz": "application/x-xz",
+    "br": "application/x-brotli",
+    "compress": "application/x-compress",
+}
+
+
+class _Slice:
+    """A byte range of an open file: fileno()/tell() for sendfile, read() bounded."""
+
+    def __init__(self, f, start, length):
+        f.seek(start)
+        self.f = f
+        self.left = length
+
+    def fileno(self):
+        return self.f.fileno()
+
+    def tell(self):
+        return self.f.tell()
+
+    def read(self, size=-1):
+        if size < 0 or size > self.left:
+            size = self.left
+        data = self.f.read(size)
+        self.left -= len(data)
+        return data
+
+    def close(self):
+        self.f.close()
+
+
+def _blocks(filelike, blksize=_CHUNK):
+    """The PEP 3333 fallback when the server offers no wsgi.file_wrapper."""
+    try:
+        while True:
+            data = filelike.read(blksize)
+            if not data:
+                return
+            yield data
+    finally:
+        filelike.close()
+
+
+def _plain(start_response, status, extra=(), body=b""):
+    headers = [("Content-Type", "text/plain; charset=utf-8"),
+               ("Content-Length", str(len(body)))]
+    headers.extend(extra)
+    start_response(status, headers)
+    return [body]
+
+
+def _etag_matches(header, etag):
+    """If-None-Match: weak comparison (RFC 9110 §8.8.3.2) against a list or "*"."""
+    if header.strip() == "*":
+        return True
+    ours = etag[2:] if etag.startswith("W/") else etag
+    for candidate in header.split(","):
+        candidate = candidate.strip()
+        if candidate.startswith("W/"):
+            candidate = candidate[2:]
+        if candidate == ours:
+            return True
+    return False
+
+
+def _http_date(value):
+    """An HTTP-date -> POSIX seconds, or None (RFC 9110 §5.6.7: ignore invalid dates)."""
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed is None or parsed.tzinfo is None:
+        return None
+    return parsed.timestamp()
+
+
+def _parse_range(header, size):
+    """RFC 9110 §14.1.2 -> (start, end) inclusive, "unsatisfiable", or None (ignore)."""
+    unit, sep, spec = header.partition("=")
+    if not sep or unit.strip().lower() != "bytes" or "," in spec:
+        return None                      # other units, malformed, or several ranges
+    m = _RANGE.match(spec)
+    if not m or (not m.group(1) and not m.group(2)):
+        return None
+    first, last = m.group(1), m.group(2)
+    if first:
+        start = int(first)
+        end = int(last) if last else size - 1
+        if last and end < start:
+            return None                  # "invalid", not unsatisfiable (§14.1.1)
+        if start >= size:
+            return "unsatisfiable"
+        return start, min(end, size - 1)
+    suffix = int(last)                   # "-N": the last N bytes
+    if suffix == 0 or size == 0:
+        return "unsatisfiable"
+    return max(0, size - suffix), size - 1
+
+
+class StaticFiles:
+    """WSGI middleware serving ``{url_prefix: directory}`` in front of ``app``."""
+
+    def __init__(self, app, directories):
+        self.app = app
+        mounts = []
+        for prefix, directory in dict(directories).items():
+            root = os.path.realpath(directory)
+            if not os.path.isdir(root):
+                raise ValueError(f"static directory {directory!r} does not exist")
+            mounts.append(("/" + prefix.strip("/") if prefix.strip("/") else "", root))
+        # the longest prefix wins: /static/img before /static
+        mounts.sort(key=lambda m: len(m[0]), reverse=True)
+        self.mounts = mounts
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        for prefix, root in self.mounts:
+            if path.startswith(prefix) and (len(path) == len(prefix) or path[len(prefix)] == "/"):
+                return self.serve(environ, start_response, root, path[len(prefix):])
+        return self.app(environ, start_response)
+
+    # -- one file -----------------------------------------------------------------
+
+    def resolve(self, environ, root, relative):
+        """The real path of a regular file under root for this request, or None."""
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
+        if _ENCODED_SEPARATOR.search(raw.split("?", 1)[0]):
+            return None
+        if "\x00" in relative or "\\" in relative:
+            return None
+        parts = []
+        for segment in relative.split("/"):
+            if segment in ("", "."):
+                continue
+            if segment == "..":
+                return None              # rejected, not normalized: nothing climbs
+            parts.append(segment)
+        if not parts:
+            return None                  # the directory itself: no listing
+        try:
+            # PEP 3333: PATH_INFO is the request's bytes as latin-1; file names are
+            # the filesystem encoding's (utf-8, surrogateescape for the rest)
+            names = [os.fsdecode(p.encode("latin-1")) for p in parts]
+        except UnicodeEncodeError:
+            return None
+        real = os.path.realpath(os.path.join(root, *names))
+        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
+            return None                  # a symlink out of the root
+        return real
+
+    def serve(self, environ, start_response, root, relative):
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method not in ("GET", "HEAD"):
+            return _plain(start_response, "405 Method Not Allowed", [("Allow", "GET, HEAD")],
+                          b"Method Not Allowed\n")
+        real = self.resolve(environ, root, relative)
+        f = None
+        if real is not None:
+            try:
+                f = open(real, "rb")
+            except OSError:
+                f = None
+        if f is None:
+            return _plain(start_response, "404 Not Found", body=b"Not Found\n")
+        try:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                f.close()
+                return _plain(start_response, "404 Not Found", body=b"Not Found\n")
+            return self._respond(environ, start_response, f, real, st, method)
+        except BaseException:
+            f.close()
+            raise
+
+    def _respond(self, environ, start_response, f, real, st, method):
+        size = st.st_size
+        etag = f'"{st.st_mtime_ns:x}-{size:x}"'
+        mtime = int(st.st_mtime)
+        last_modified = email.utils.formatdate(mtime, usegmt=True)
+        validators = [("ETag", etag), ("Last-Modified", last_modified)]
+
+        # conditional requests, RFC 9110 §13.2.2 order: If-None-Match, else IMS
+        inm = environ.get("HTTP_IF_NONE_MATCH")
+        if inm is not None:
+            not_modified = _etag_matches(inm, etag)
+        else:
+            ims = environ.get("HTTP_IF_MODIFIED_SINCE")
+            since = _http_date(ims) if ims else None
+            not_modified = since is not None and mtime <= since
+        if not_modified:
+            f.close()
+            start_response("304 Not Modified", validators)
+            return []
+
+        ctype, encoding = mimetypes.guess_type(real)
+        if encoding:
+            ctype = _ENCODING_TYPES.get(encoding, "application/octet-stream")
+        ctype = ctype or "application/octet-stream"
+        if ctype.startswith("text/"):
+            ctype += "; charset=utf-8"
+        headers = [("Content-Type", ctype), ("Accept-Ranges", "bytes")] + validators
+
+        status, start, length = "200 OK", 0, size
+        header = environ.get("HTTP_RANGE")
+        if header is not None and method == "GET" and self._if_range(environ, etag, mtime):
+            wanted = _parse_range(header, size)
+            if wanted == "unsatisfiable":
+                f.close()
+                return _plain(start_response, "416 Range Not Satisfiable",
+                              [("Content-Range", f"bytes */{size}")] + validators,
+                              b"Range Not Satisfiable\n")
+            if wanted is not None:
+                start, end = wanted
+                length = end - start + 1
+                status = "206 Partial Content"
+                headers.append(("Content-Range", f"bytes {start}-{end}/{size}"))
+        headers.append(("Content-Length", str(length)))
+        start_response(status, headers)
+        if method == "HEAD":
+            f.close()
+            return []
+        body = _Slice(f, start, length) if length != size else f
+        wrapper = environ.get("wsgi.file_wrapper")
+        if wrapper is not None:
+            return wrapper(body, _CHUNK)
+        return _blocks(body)
+
+    @staticmethod
+    def _if_range(environ, etag, mtime):
+        """RFC 9110 §13.1.5: the Range applies only if If-Range (when sent) matches:
+        a strong ETag equal to ours, or exactly our Last-Modified date."""
+        value = environ.get("HTTP_IF_RANGE")
+        if value is None:
+            return True
+        value = value.strip()
+        if value.startswith('"') or value.startswith("W/"):
+            return value == etag
+        return _http_date(value) == mtime

@@ -1,0 +1,56 @@
+"""Fixture app for the process-model tests (tests/test_arbiter.py, test_workers.py).
+
+Every response body is one line ``pid=N version=V multiprocess=B multithread=B`` so
+a test knows which worker answered and which import of the code it runs.
+``VERSION`` is read at import time from the file named by $PROCAPP_VERSION_FILE (a
+test rewrites it, then reloads): a new value proves the module was imported again.
+A version file saying ``raise`` makes the import fail (a broken deploy).
+Each import appends ``PID VERSION`` to the file named by $PROCAPP_IMPORTS, if set.
+
+Paths: /slow?S sleeps S seconds; /hang never returns (in ``hang_forever_in_app``,
+the name the --timeout tests look for in the logged stack); /exit?C ends the
+worker process with status C; anything else answers at once.
+"""
+
+import os
+import time
+
+
+def _read_version():
+    path = os.environ.get("PROCAPP_VERSION_FILE")
+    if not path:
+        return "1"
+    with open(path) as f:
+        text = f.read().strip()
+    if text == "raise":
+        raise RuntimeError("broken deploy")
+    return text
+
+
+VERSION = _read_version()
+
+if os.environ.get("PROCAPP_IMPORTS"):       # one line per import: the test waits for it
+    with open(os.environ["PROCAPP_IMPORTS"], "a") as _f:
+        _f.write(f"{os.getpid()} {VERSION}\n")
+
+
+def hang_forever_in_app():
+    while True:
+        time.sleep(0.05)
+
+
+def app(environ, start_response):
+    path = environ.get("PATH_INFO", "")
+    query = environ.get("QUERY_STRING", "")
+    if path == "/slow":
+        time.sleep(float(query or 1))
+    elif path == "/hang":
+        hang_forever_in_app()
+    elif path == "/exit":
+        os._exit(int(query or 1))
+    body = (f"pid={os.getpid()} version={VERSION} "
+            f"multiprocess={environ['wsgi.multiprocess']} "
+            f"multithread={environ['wsgi.multithread']}\n").encode()
+    start_response("200 OK", [("Content-Type", "text/plain"),
+                              ("Content-Length", str(len(body)))])
+    return [body]

@@ -1,0 +1,130 @@
+"""Mounted apps: fastwsgi.mount({...}) and `fastwsgi /=site:app /api=api:app`.
+
+The dispatcher is checked against Werkzeug's DispatcherMiddleware (the reference
+the issue names) on a table of paths, then through real servers started with
+positional PREFIX=APP_SPEC arguments.
+"""
+
+import http.client
+import json
+import subprocess
+import sys
+
+import pytest
+
+import fastwsgi
+from fastwsgi.mount import Mount
+
+from conftest import APPS
+
+
+def tagger(name):
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [f"{name}|{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}".encode()]
+    return app
+
+
+def call(app, path, script_name=""):
+    out = {}
+    body = b"".join(app({"PATH_INFO": path, "SCRIPT_NAME": script_name},
+                        lambda status, headers: out.setdefault("status", status)))
+    return out["status"][:3], body.decode()
+
+
+PATHS = ["/", "", "/x", "/api", "/api/", "/api/v1/users", "/apiary", "/api/v2",
+         "/api/v2/deep/er", "/admin", "/admin/x", "//api", "/api//x", "/a%20b"]
+
+
+def test_matches_werkzeug_dispatcher_middleware():
+    werkzeug = pytest.importorskip("werkzeug.middleware.dispatcher")
+    root = tagger("root")
+    mounts = {"/api": tagger("api"), "/api/v2": tagger("v2"), "/admin": tagger("admin")}
+    ours = fastwsgi.mount(dict(mounts, **{"/": root}))
+    reference = werkzeug.DispatcherMiddleware(root, mounts)
+    for path in PATHS:
+        for script in ("", "/base"):
+            assert call(ours, path, script) == call(reference, path, script), (path, script)
+
+
+def test_without_a_root_app_unmatched_paths_are_404():
+    app = Mount({"/api": tagger("api")})
+    assert call(app, "/api/x") == ("200", "api|/api|/x")
+    assert call(app, "/other")[0] == "404"
+
+
+def test_specs_trailing_slashes_and_errors():
+    sys.path.insert(0, APPS)
+    try:
+        app = fastwsgi.mount({"/": "deploy:app", "/tools/": tagger("tools")})
+    finally:
+        sys.path.remove(APPS)
+    assert call(app, "/tools/hammer") == ("200", "tools|/tools|/hammer")
+    with pytest.raises(ValueError, match="two apps"):
+        Mount({"/a": tagger("a"), "/a/": tagger("b")})
+    with pytest.raises(ValueError, match="start with '/'"):
+        Mount({"a": tagger("a")})
+
+
+# ------------------------------------------------------------------- through a server
+
+
+def get(server, path):
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+        return resp.status, (json.loads(body) if resp.status == 200 else body)
+    finally:
+        conn.close()
+
+
+def test_cli_positional_mounts(serve):
+    server = serve("/=deploy:app", "/api=deploy:api", "/admin/=deploy:admin")
+    expect = {
+        "/": ("site", "", "/"),
+        "/about": ("site", "", "/about"),
+        "/api": ("api", "/api", ""),
+        "/api/users/7": ("api", "/api", "/users/7"),
+        "/apiary": ("site", "", "/apiary"),
+        "/admin/x?y=1": ("admin", "/admin", "/x"),
+    }
+    for path, (name, script, info) in expect.items():
+        status, data = get(server, path)
+        assert status == 200
+        assert (data["app"], data["SCRIPT_NAME"], data["PATH_INFO"]) == (name, script, info), path
+
+
+def test_app_spec_is_the_root_beside_mounts_and_root_path_stays_in_front(serve):
+    server = serve("deploy:app", "--mount", "/api=deploy:api", "--root-path", "/r")
+    status, data = get(server, "/r/api/x")
+    assert (data["app"], data["SCRIPT_NAME"], data["PATH_INFO"]) == ("api", "/r/api", "/x")
+    status, data = get(server, "/r/home")
+    assert (data["app"], data["SCRIPT_NAME"], data["PATH_INFO"]) == ("site", "/r", "/home")
+
+
+def test_mounts_without_root_and_with_static(serve, tmp_path):
+    (tmp_path / "a.txt").write_bytes(b"static A\n")
+    server = serve("/api=deploy:api", "--static", f"/api/files={tmp_path}")
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", "/api/files/a.txt")
+    assert conn.getresponse().read() == b"static A\n"
+    conn.close()
+    assert get(server, "/api/q")[1]["app"] == "api"
+    assert get(server, "/nothing-here")[0] == 404
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["/a=deploy:app", "/a/=deploy:api"], 1, "prefix '/a' given twice"),
+    (["deploy:app", "/=deploy:api"], 1, "name the app at '/'"),
+    (["deploy:app", "deploy:api"], 2, "more than one APP_SPEC"),
+    (["/api=deploy:nope"], 1, "nope"),
+    (["/api="], 1, "PREFIX=APP_SPEC"),
+])
+def test_cli_errors(args, code, message):
+    env = {"PYTHONPATH": APPS + ":" + ":".join(p for p in sys.path if p)}
+    result = subprocess.run([sys.executable, "-m", "fastwsgi", "--bind", "127.0.0.1:0"] + args,
+                            capture_output=True, text=True, env=env, timeout=20)
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr

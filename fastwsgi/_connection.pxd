@@ -109,6 +109,7 @@ cdef class Connection:
     cdef bint no_body
     cdef bint chunked
     cdef bint close_after
+    cdef bint client_closes         # the client asked to close: no lingering needed
     cdef bint sent_continue
     cdef bint blocking_io
     cdef long long remaining

@@ -12,7 +12,6 @@ command-line syntax errors exit 2 through argparse.
 """
 
 import importlib
-import importlib.util
 import os
 import sys
 
@@ -82,28 +81,14 @@ class _Pidfile:
                 pass
 
 
-def _available(module):
-    """True if ``module`` can be imported (without importing it)."""
-    if module in sys.modules:
-        return True
-    try:
-        return importlib.util.find_spec(module) is not None
-    except (ImportError, ValueError):
-        return False
-
-
 def _run_master(app_spec, config, needs):
-    if not _available("fastwsgi.arbiter"):
-        raise _Fatal(f"{needs} needs the process model (not available yet)")
-    arbiter = importlib.import_module("fastwsgi.arbiter")
+    from fastwsgi import arbiter
     return arbiter.run(app_spec, config)
 
 
 def _run_single(app_spec, config):
     from fastwsgi.mount import build_app   # APP_SPEC or mounts, behind --static
     app = build_app(app_spec, config)
-    if not _available("fastwsgi.server"):
-        raise _Fatal("the server is not available yet (fastwsgi/server.py is missing)")
     try:
         server = importlib.import_module("fastwsgi.server")
     except Exception as exc:  # compiled modules missing, stale or mismatched

@@ -310,3 +310,23 @@ def test_reuse_port_workers_listen_on_their_own_sockets(serve):
     assert all(get(server)[0] == 200 for _ in range(10))
     sock = socket.create_connection((server.host, server.port))
     sock.close()
+
+
+def test_unix_socket_outlives_recycled_workers_and_goes_with_the_master(serve, tmp_path):
+    path = str(tmp_path / "fw.sock")
+    server = serve(APP, "-w", "2", "--max-requests", "3", "--bind", f"unix:{path}",
+                   bind=False)
+    pids = set()
+    for _ in range(12):                 # four generations of workers
+        with socket.socket(socket.AF_UNIX) as s:
+            s.settimeout(5)
+            s.connect(path)
+            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+        assert data.startswith(b"HTTP/1.1 200")
+        pids.add(pid_of(data.decode()))
+    assert len(pids) >= 4
+    assert server.stop() == 0
+    assert not os.path.exists(path)

@@ -7,7 +7,6 @@ what it hands to ``fastwsgi.server.serve``; the last tests start the real server
 """
 
 import errno
-import importlib.util
 import os
 import re
 import signal
@@ -200,19 +199,6 @@ def test_app_is_found_through_pythonpath_and_chdir(project, tmp_path_factory):
     result = run("cliapp:nope", cwd=elsewhere,
                  env={"PYTHONPATH": os.pathsep.join([ROOT, str(project)])})
     assert_one_error_line(result, "fastwsgi: error: module 'cliapp' has no attribute 'nope'")
-
-
-@pytest.mark.skipif(importlib.util.find_spec("fastwsgi.arbiter") is not None,
-                    reason="the process model exists")
-@pytest.mark.parametrize("args,what", [
-    (["--workers", "2"], "--workers > 1"),
-    (["--reload"], "--reload"),
-    (["--max-requests", "100"], "--max-requests"),
-])
-def test_master_settings_without_process_model(project, args, what):
-    result = run(*args, "cliapp:app", cwd=project)
-    assert_one_error_line(
-        result, f"fastwsgi: error: {what} needs the process model (not available yet)")
 
 
 # ------------------------------------------------- main() against a stand-in server

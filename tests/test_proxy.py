@@ -7,7 +7,6 @@ name the client (the parser cut at every byte, then through a server).
 """
 
 import json
-import os
 import socket
 import struct
 

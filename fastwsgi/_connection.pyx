@@ -323,8 +323,6 @@ cdef class Connection:
                 return self._abort()
             if rc == R_DONE:
                 self._end_response(True)
-            if self.st.stop_requested:
-                self.close_after = True
         if self.state == ST_DRAIN:
             return WANT_READ
         self.state = ST_READ
@@ -422,8 +420,6 @@ cdef class Connection:
             return self._pause()
         if rc == R_ABORT:
             return self._abort()
-        if self.st.stop_requested:
-            self.close_after = True
         if self.state == ST_DRAIN:
             self._save_input()
             return self._flush_then(WANT_READ)
@@ -808,6 +804,12 @@ cdef class Connection:
         if info.app_close or not p.keep_alive or self.st.keep_alive <= 0:
             self.close_after = True
             self.client_closes = not p.keep_alive and p.body_done
+        elif self.st.stop_requested or (self.st.max_requests and
+                                        self.st.requests + 1 >= self.st.max_requests):
+            # the server is stopping (or will after this request): say so now;
+            # a connection whose response promised keep-alive is only closed
+            # once idle, by the loop's grace sweep
+            self.close_after = True
         elif not p.body_done and (
                 (p.expect_continue and not self.sent_continue)
                 or (p.body_kind == BODY_LENGTH and p.remaining > DRAIN_BUDGET)):

@@ -537,7 +537,9 @@ SETTINGS = (
             "Number of threads per worker that run the application.",
             flags=("--threads",), metavar="INT"),
     Setting("timeout", "Processes", non_negative_seconds, 30.0,
-            "A worker silent for this many seconds is killed and restarted; 0 = never.",
+            "An app call running longer than this many seconds gets its stack logged, "
+            "and its worker is killed and replaced; 0 = never. Needs the master process: "
+            "setting it explicitly starts one even with one worker.",
             flags=("-t", "--timeout"), metavar="SECONDS"),
     Setting("graceful_timeout", "Processes", non_negative_seconds, 30.0,
             "Seconds workers get to finish in-flight requests after a stop signal.",
@@ -690,6 +692,12 @@ class Config:
             return "--reload"
         if self.max_requests > 0:
             return "--max-requests"
+        # a hung app call can only be killed from outside, and preloading means
+        # importing before forking: both need the master, even for one worker
+        if self.preload:
+            return "--preload"
+        if self.timeout > 0 and self.source_of("timeout") != "default":
+            return "--timeout"
         return None
 
     def __repr__(self):

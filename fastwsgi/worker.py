@@ -130,34 +130,6 @@ def _reuse_port_sockets(sockets, reserved, config):
     return own
 
 
-def announce_close(app, state, margin):
-    """Wrap ``app`` so that its responses say ``Connection: close`` once the worker
-    stops (state.stop_requested), and for the last ``margin`` requests before
-    --max-requests: a keep-alive client then reconnects (to another worker) instead
-    of reusing a connection that is closed after the response.
-
-    Why: the compiled layer frames the head before it sets stop_requested or counts
-    the request, and closes the connection after any response once stopping, so the
-    last response of a retiring worker would look keep-alive and the client's next
-    request would find the connection closed.  The check runs in start_response, so
-    an app call already running when the stop comes (threads) still announces it;
-    with threads a head framed just before the stop can still be followed by a
-    close.  This can go once _connection.pyx announces the close itself (framing
-    checks stop_requested and the max-requests count) and leaves a connection whose
-    response did not announce it open until idle.
-    """
-    def app_announcing_close(environ, start_response):
-        def start(status, headers, exc_info=None):
-            limit = state.max_requests
-            if state.stop_requested or (limit and state.requests + margin >= limit):
-                headers = [*headers, ("Connection", "close")]
-            return start_response(status, headers, exc_info)
-        return app(environ, start)
-
-    app_announcing_close.__wrapped__ = app
-    return app_announcing_close
-
-
 class Worker:
     """A forked worker: boot, serve until stopped, clean up; run() -> exit status."""
 
@@ -205,13 +177,7 @@ class Worker:
         else:
             # no escalation on a second one: Ctrl-C reaches the workers and the
             # master (which then sends SIGTERM) alike; the master escalates (SIGQUIT)
-            self._announce_close()
             server.loop.stop(graceful=True)
-
-    def _announce_close(self):
-        state = self.server.state
-        if getattr(state.app, "__wrapped__", None) is not self.app:
-            state.app = announce_close(self.app, state, self.config.threads)
 
     # -- the loop's tick (about every 0.25 s, on the loop thread) ------------------
 
@@ -226,7 +192,6 @@ class Worker:
         elif os.getppid() != self.ppid:
             log.error("worker %d: the master (pid %d) is gone; stopping",
                       os.getpid(), self.ppid)
-            self._announce_close()
             loop.stop(graceful=True)
 
     def _retiring(self):
@@ -290,11 +255,6 @@ class Worker:
             jitter = self.config.max_requests_jitter
             state.max_requests = self.config.max_requests + (
                 random.randint(0, jitter) if jitter else 0)
-        if self.config.max_requests or self.config.threads > 1:
-            # a stop can come while app calls run (threads), or right after one
-            # (max-requests): check on every response; otherwise the signal handler
-            # installs the check when the stop comes, and the hot path pays nothing
-            self._announce_close()
         self.server.loop.on_tick = self._tick
         signal.set_wakeup_fd(self.server.loop.wakeup_fd, warn_on_full_buffer=False)
         if self.reload:

@@ -10,7 +10,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${1:-/tmp/fw-fuzz}"
 rm -rf "$DIR" && mkdir -p "$DIR/fastwsgi"
-cp "$ROOT"/fastwsgi/{__init__.py,errors.py,_parser.pyx,_parser.pxd,_parser.pyi} "$DIR/fastwsgi/"
+# the pure-Python package (fastwsgi/__init__ imports some of it) and the parser source
+cp "$ROOT"/fastwsgi/*.py "$ROOT"/fastwsgi/_parser.{pyx,pxd,pyi} "$DIR/fastwsgi/"
 cat > "$DIR/setup_fuzz.py" <<'PY'
 from Cython.Build import cythonize
 from setuptools import Extension, setup

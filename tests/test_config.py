@@ -298,7 +298,10 @@ def test_needs_master():
     assert Config.from_options(workers=2).needs_master() == "--workers > 1"
     assert Config.from_options(reload=True).needs_master() == "--reload"
     assert Config.from_options(max_requests=100).needs_master() == "--max-requests"
-    assert Config.from_options(threads=8, preload=True).needs_master() is None
+    assert Config.from_options(threads=8).needs_master() is None
+    assert Config.from_options(preload=True).needs_master() == "--preload"
+    assert Config.from_options(timeout=10).needs_master() == "--timeout"
+    assert Config.from_options(timeout=0).needs_master() is None
 
 
 def test_as_dict_and_repr():

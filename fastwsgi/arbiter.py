@@ -203,10 +203,10 @@ class Arbiter:
     # -- the app (--preload) -------------------------------------------------------
 
     def _load_app(self):
-        from fastwsgi._loader import load_app
+        from fastwsgi.mount import build_app   # APP_SPEC or mounts, behind --static
 
         before = set(sys.modules)
-        self.app = load_app(self.app_spec)
+        self.app = build_app(self.app_spec, self.config)
         self.app_modules = set(sys.modules) - before
         # Objects that exist now are never collected again: the collector does not
         # touch (and so copy) their pages in the forked workers.

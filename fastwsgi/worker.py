@@ -228,7 +228,8 @@ class Worker:
 
     def _boot(self):
         """Everything before serving; returns an exit status on failure, else None."""
-        from fastwsgi._loader import AppLoadError, load_app
+        from fastwsgi._loader import AppLoadError
+        from fastwsgi.mount import build_app
         from fastwsgi.logs import AccessLog
         from fastwsgi.server import Server
 
@@ -236,7 +237,7 @@ class Worker:
             return WORKER_BOOT_ERROR
         if self.app is None:
             try:
-                self.app = load_app(self.app_spec)
+                self.app = build_app(self.app_spec, self.config)
             except AppLoadError as exc:
                 log.error("worker %d: cannot load the application: %s", os.getpid(), exc)
                 return APP_LOAD_ERROR

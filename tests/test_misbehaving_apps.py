@@ -35,10 +35,11 @@ def _still_serving(server):
 
 
 def exchange(srv, path, pipelined=b"", timeout=5.0):
-    """GET `path` (then `pipelined` raw bytes); read until close or a 1 s silence.
-    Returns (status line, whole raw answer)."""
+    """GET `path` (then `pipelined` raw bytes, else with Connection: close); read
+    until the server closes or is silent for 1 s.  Returns (status line, raw answer)."""
+    close = b"" if pipelined else b"Connection: close\r\n"
     with socket.create_connection((srv.host, srv.port), timeout=timeout) as s:
-        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n\r\n" + pipelined)
+        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n" + close + b"\r\n" + pipelined)
         s.settimeout(1.0)
         data = b""
         try:
@@ -101,7 +102,7 @@ def test_broken_app_gets_500_log_line_and_close(server, path, log):
 def test_exception_in_close_is_logged_and_the_response_stands(server):
     key = uuid.uuid4().hex
     mark = len(server.output)
-    _, raw = exchange(server, b"/raise_in_close?key=" + key.encode(), pipelined=b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+    _, raw = exchange(server, b"/raise_in_close?key=" + key.encode(), pipelined=b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
     head, _, rest = raw.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 ") and rest.startswith(b"xxxxxxxx"), raw[:300]
     # the response was complete and well framed before close() ran: the

@@ -115,6 +115,21 @@ def test_mounts_without_root_and_with_static(serve, tmp_path):
     assert get(server, "/nothing-here")[0] == 404
 
 
+@pytest.mark.parametrize("extra", [["-w", "2"], ["-w", "1", "--preload"]],
+                         ids=["workers", "preload"])
+def test_mounts_and_static_in_worker_processes(serve, tmp_path, extra):
+    """Workers (and a preloading master) build the same app as a single process."""
+    (tmp_path / "a.txt").write_bytes(b"static A\n")
+    server = serve("/api=deploy:api", "/=deploy:app", "--static", f"/files={tmp_path}",
+                   *extra)
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    conn.request("GET", "/files/a.txt")
+    assert conn.getresponse().read() == b"static A\n"
+    conn.close()
+    assert get(server, "/api/q")[1]["app"] == "api"
+    assert get(server, "/home")[1]["app"] == "site"
+
+
 @pytest.mark.parametrize("args, code, message", [
     (["/a=deploy:app", "/a/=deploy:api"], 1, "prefix '/a' given twice"),
     (["deploy:app", "/=deploy:api"], 1, "name the app at '/'"),

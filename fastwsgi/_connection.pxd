@@ -153,6 +153,8 @@ cdef class Connection:
     cdef int _save_input(self) except -1
     cdef bint _decode_some(self) except -1
     cdef int _fetch(self) except -1
+    cdef Py_ssize_t _recv_blocking(self, char* dst, Py_ssize_t size) except -1
+    cdef object _read_length(self, Py_ssize_t size)
     cdef bint _fill(self) except -1
     cdef bytes _take(self, Py_ssize_t n)
     cdef object body_read(self, Py_ssize_t size)

@@ -1057,6 +1057,19 @@ cdef class Connection:
 
     cdef int _fetch(self) except -1:
         """Block until more body bytes arrive from the client (up to io_timeout)."""
+        cdef Py_ssize_t n
+        self._save_input()
+        if self.icap - self.cur_len - self.dlen < FETCH_SIZE:
+            self._grow_ibuf(self.dlen + self.cur_len + FETCH_SIZE)
+        n = self._recv_blocking(self.ibuf + self.dlen + self.cur_len,
+                                self.icap - self.dlen - self.cur_len)
+        self.cur = self.ibuf + self.dlen
+        self.cur_len += n
+        return 0
+
+    cdef Py_ssize_t _recv_blocking(self, char* dst, Py_ssize_t size) except -1:
+        """recv up to `size` body bytes into dst, waiting up to io_timeout; sends
+        100 Continue first if the client waits for it (RFC 9110 §10.1.1)."""
         cdef pollfd pfd
         cdef int r
         cdef ssize_t n
@@ -1065,16 +1078,10 @@ cdef class Connection:
             self.sent_continue = True
             ob_write(&self.out, PyBytes_AS_STRING(CONTINUE), PyBytes_GET_SIZE(CONTINUE))
             self._flush_blocking()
-        self._save_input()
-        if self.icap - self.cur_len - self.dlen < FETCH_SIZE:
-            self._grow_ibuf(self.dlen + self.cur_len + FETCH_SIZE)
         while True:
-            n = recv(self.fd, self.ibuf + self.dlen + self.cur_len,
-                     self.icap - self.dlen - self.cur_len, 0)
+            n = recv(self.fd, dst, size, 0)
             if n > 0:
-                self.cur = self.ibuf + self.dlen
-                self.cur_len += n
-                return 0
+                return n
             if n == 0:
                 raise ClientDisconnected("the client closed the connection mid-body")
             if errno == EINTR:
@@ -1106,20 +1113,51 @@ cdef class Connection:
         return b
 
     cdef object body_read(self, Py_ssize_t size):
+        """read(size): `size` bytes, or all that is left when size < 0 or the body
+        ends first -- never a short read mid-body (apps call read(CONTENT_LENGTH))."""
         cdef list parts
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, got = 0
         if size == 0:
             return b""
-        if size > 0:
-            if not self._fill():
-                return b""
-            return self._take(size if size < self.dlen else self.dlen)
+        if self.parser.body_kind == BODY_LENGTH:
+            return self._read_length(size)
         parts = []
-        while self._fill():
-            parts.append(self._take(self.dlen))
+        while (size < 0 or got < size) and self._fill():
+            n = self.dlen if size < 0 or self.dlen < size - got else size - got
+            parts.append(self._take(n))
+            got += n
         if len(parts) == 1:
             return parts[0]
         return b"".join(parts)
+
+    cdef object _read_length(self, Py_ssize_t size):
+        """A Content-Length body: the result is allocated once and what has not
+        arrived yet is received straight into it (never past the body's end, so
+        a pipelined request behind it stays in the socket)."""
+        cdef RequestParser p = self.parser
+        cdef Py_ssize_t want, got = 0, n, out_n
+        cdef long long left = self.dlen + p.remaining
+        cdef bytes result
+        cdef char* dst
+        want = <Py_ssize_t>left if size < 0 or size > left else size
+        if want <= 0:
+            return b""
+        result = PyBytes_FromStringAndSize(NULL, want)
+        dst = PyBytes_AS_STRING(result)
+        while got < want:
+            if self.dlen:
+                n = self.dlen if self.dlen < want - got else want - got
+                memcpy(dst + got, self.dptr, n)
+                self.dptr += n
+                self.dlen -= n
+                got += n
+            elif self.cur_len:
+                self._decode_some()
+            else:
+                n = self._recv_blocking(dst + got, want - got)
+                p.decode_body(dst + got, n, &out_n)     # counts them (in place)
+                got += n
+        return result
 
     cdef object body_readline(self, Py_ssize_t size):
         cdef list parts = []

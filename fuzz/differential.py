@@ -16,7 +16,12 @@ reason in fuzz/findings.md):
                          it while the other still waits for bytes
     headers_differ       same framing, different header values
     we_reject            we reject what at least one other accepts (strictness)
+    known_difference     both reject, but llhttp only for its method whitelist
     agree                everything else
+
+Two documented differences are levelled before comparing: h11 gets up to two
+empty lines before each request skipped (RFC 9112 §2.2, as fastwsgi does), and
+llhttp's and h11's views end at an Upgrade / CONNECT (fastwsgi ignores Upgrade).
 
 Inputs: a byte whose high bit is clear starts a raw request stream (so the
 seed files in fuzz/seeds/ are used as they are and mutated by libFuzzer); a
@@ -27,10 +32,13 @@ Usage (one process; see fuzz/README.md):
 
   python fuzz/differential.py fuzz/work fuzz/seeds -max_total_time=3600 -max_len=2048
   python fuzz/differential.py --replay FILE...      # classify files, print outcomes
-  python fuzz/differential.py --random N            # no atheris: seeded generator only
+  python fuzz/differential.py --random N [SEED]     # no atheris: seeded generator only
 
-New finding signatures are written to fuzz/out/ (raw input, minimised input and
-the three outcomes as JSON), counters to fuzz/out/stats.json every 100k inputs.
+New finding signatures are written to $FUZZ_OUT (default fuzz/out/): the
+minimised input (.http), the input as found (.orig) and the three views (.json);
+counters go to $FUZZ_OUT/stats.json every 20,000 inputs and add up across runs.
+FUZZ_ROOT names a tree whose parser build is used instead of this one (a
+coverage-instrumented or sanitizer build; see fuzz/README.md).
 """
 
 import hashlib

@@ -428,6 +428,27 @@ def test_wsgi_input_methods(server, framing, ops, expected):
     assert conn.response().body == b"after"
 
 
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_read_n_waits_for_the_whole_body(server, framing):
+    """read(CONTENT_LENGTH) returns the whole body even when it arrives in parts:
+    apps call it once, so a short read mid-body would truncate their data."""
+    body = b"x" * 3000 + b"y" * 3000
+    if framing == "chunked":
+        raw = req("POST", "/input?ops=read:6000,read", headers=[("Transfer-Encoding", "chunked")],
+                  body=chunked(body))
+    else:
+        raw = req("POST", "/input?ops=read:6000,read", body=body)
+    split = raw.index(b"y" * 3000)
+    conn = Conn(server)
+    conn.send(raw[:split])
+    time.sleep(0.3)                      # the app is already reading by now
+    conn.send(raw[split:] + req(path="/say/after"))
+    resp = conn.response()
+    assert resp.status == 200, resp.body
+    assert resp.json() == [body.decode(), ""]
+    assert conn.response().body == b"after"
+
+
 def test_wsgi_input_without_body_is_empty(server):
     conn = Conn(server)
     conn.send(req(path="/input?ops=read,readline,read:10,readlines")

@@ -20,6 +20,8 @@ cdef enum Want:
     WANT_READ = 1
     WANT_WRITE = 2
     WANT_NONE = 3     # handed to an app thread: the loop watches nothing until it is back
+    WANT_UNREGISTERED = 4   # accepted and served once, not yet in the epoll set
+    # (no negative value: -1 is the "exception raised" return of `except -1` methods)
 
 cdef enum Protocol:
     PROTO_HTTP = 0

@@ -201,7 +201,8 @@ cdef class ServerState:
     """What every connection of one server shares: the app, config, shared buffer."""
 
     def __cinit__(self):
-        self.rbuf_size = 65536
+        # one recv takes a whole 64 KiB upload with its head, or a deep pipeline
+        self.rbuf_size = 262144
         self.rbuf = <char*>malloc(self.rbuf_size)
         if self.rbuf == NULL:
             raise MemoryError()

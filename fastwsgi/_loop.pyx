@@ -17,7 +17,8 @@ from libc.stdint cimport uint32_t, uint64_t
 from libc.string cimport memset
 
 from fastwsgi._connection cimport (Connection, ServerState, WANT_CLOSE, WANT_READ,
-                                   WANT_WRITE, WANT_NONE, ST_READ, ST_APP)
+                                   WANT_WRITE, WANT_NONE, WANT_UNREGISTERED, ST_READ,
+                                   ST_APP)
 
 import collections
 import os
@@ -181,6 +182,12 @@ cdef class Loop:
         sock.setblocking(False)
         fd = sock.fileno()
         is_tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        if is_tcp:
+            # accepted sockets inherit TCP_NODELAY (one setsockopt per connection
+            # less); TCP_DEFER_ACCEPT wakes us only once the request's first bytes
+            # are there, so _accept can serve them without an epoll round
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
         self.listeners[fd] = (sock, is_tcp, protocol, proxy_protocol, trust)
         if self.accepting or not self.stopping:
             # EPOLLEXCLUSIVE: with several workers on one socket, one wakes per connection
@@ -267,12 +274,10 @@ cdef class Loop:
             remote = ""
             port = ""
             if addr.ss_family == AF_INET:
-                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
                 inet_ntop(AF_INET, &(<sockaddr_in*>&addr).sin_addr, host, sizeof(host))
                 remote = self._intern_addr(host)
                 port = str(ntohs((<sockaddr_in*>&addr).sin_port))
             elif addr.ss_family == AF_INET6:
-                setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one))
                 inet_ntop(AF_INET6, &(<sockaddr_in6*>&addr).sin6_addr, host, sizeof(host))
                 remote = self._intern_addr(host)
                 port = str(ntohs((<sockaddr_in6*>&addr).sin6_port))
@@ -286,7 +291,10 @@ cdef class Loop:
                 c_close(fd)
                 raise
             self.conns[fd] = conn
-            self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN)
+            # serve what has arrived right away; only a connection that stays
+            # open is registered with epoll (a one-shot one never is)
+            conn.interest = WANT_UNREGISTERED
+            self._dispatch(conn, EPOLLIN)
             if len(self.conns) >= self.max_connections:
                 self._pause_accepting()
                 return 0
@@ -304,9 +312,12 @@ cdef class Loop:
     cdef void _apply(self, Connection conn, int want) noexcept:
         """Act on what a connection asked for: close it or change its interest."""
         cdef int fd = conn.fd
+        cdef int op = EPOLL_CTL_MOD
         if want == WANT_CLOSE:
             self._drop(conn)
             return
+        if want == WANT_UNREGISTERED:      # "as before" from a connection never registered
+            want = WANT_READ
         if want != conn.interest:
             if want == WANT_NONE:
                 self.in_app += 1
@@ -314,9 +325,11 @@ cdef class Loop:
                     # every app thread is busy: new clients wait in the kernel's
                     # backlog (for another worker) rather than in our memory
                     self._pause_accepting()
+            if conn.interest == WANT_UNREGISTERED:
+                op = EPOLL_CTL_ADD
             conn.interest = want
             try:
-                self._ctl(EPOLL_CTL_MOD, fd, EPOLLIN if want == WANT_READ else
+                self._ctl(op, fd, EPOLLIN if want == WANT_READ else
                           (EPOLLOUT if want == WANT_WRITE else 0))
             except OSError:
                 self._drop(conn)

@@ -102,7 +102,7 @@ def normalise_fields(fields, target):
             headers[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
         else:
             headers[key] = value
-    if "://" in target:
+    if target[:8].lower().startswith(("http://", "https://")):
         # absolute-form: the target's authority is the Host (RFC 9112 §3.2.2)
         headers["HTTP_HOST"] = target.split("://", 1)[1].split("/", 1)[0].split("?", 1)[0]
     return tuple(sorted(headers.items()))

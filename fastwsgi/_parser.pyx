@@ -154,9 +154,6 @@ cdef unsigned char _TARGET[256]
 # (IPv4address is a reg-name lexically; IP-literal is handled by _valid_host.)
 cdef unsigned char _HOST[256]
 
-# RFC 9112 §7.1.1 chunk-ext, simplified (see _chunk_size_line)
-cdef unsigned char _CHUNK_EXT[256]
-
 cdef signed char _HEX[256]          # HEXDIG value, -1 otherwise
 cdef unsigned char _LOWER[256]
 cdef unsigned char _UPPER_KEY[256]  # field-name byte -> environ key byte ('-' -> '_')
@@ -169,7 +166,6 @@ cdef void _init_tables():
         _FIELD_VALUE[c] = c == HTAB or c == SP or (0x21 <= c <= 0x7E) or c >= 0x80
         _TARGET[c] = 0x21 <= c <= 0x7E
         _HOST[c] = (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
-        _CHUNK_EXT[c] = c == HTAB or c == SP or (0x21 <= c <= 0x7E)
         _HEX[c] = -1
         _LOWER[c] = c + 32 if 65 <= c <= 90 else c
         _UPPER_KEY[c] = c - 32 if 97 <= c <= 122 else c
@@ -1099,6 +1095,7 @@ cdef Py_ssize_t _decode_chunked(RequestParser self, unsigned char* p, Py_ssize_t
     cdef Py_ssize_t pos = 0, out = 0, take, i, le, start, k, bare_cr
     cdef const unsigned char* lf
     cdef bint underscore
+    cdef Py_ssize_t colon
     while pos < n:
         if self.chunk_state == CHUNK_DATA:
             take = n - pos
@@ -1165,12 +1162,91 @@ cdef Py_ssize_t _decode_chunked(RequestParser self, unsigned char* p, Py_ssize_t
                 # them like header lines and drop them (PEP 3333 has no place
                 # for them).
                 self.trailer_bytes += le - pos + 2     # (its limit was checked above)
-                _field_line(p, pos, le, &underscore)
+                colon = _field_line(p, pos, le, &underscore)
+                if _forbidden_in_trailer(p + pos, colon - pos):
+                    raise InvalidHeader("a framing, routing or control field in the "
+                                        "chunked trailer section")
             pos = i + 1
         else:
             break
     out_n[0] = out
     return pos
+
+
+cdef inline Py_ssize_t _skip_bws(const unsigned char* p, Py_ssize_t i, Py_ssize_t le) noexcept:
+    while i < le and (p[i] == SP or p[i] == HTAB):
+        i += 1
+    return i
+
+
+cdef bint _valid_chunk_ext(const unsigned char* p, Py_ssize_t i, Py_ssize_t le) noexcept:
+    """p[i:le] (p[i] == ';') is a whole chunk-ext (RFC 9112 §7.1.1):
+
+      chunk-ext      = *( BWS ";" BWS chunk-ext-name [ BWS "=" BWS chunk-ext-val ] )
+      chunk-ext-name = token
+      chunk-ext-val  = token / quoted-string
+
+    with RFC 9110 §5.6.4 quoted-string = DQUOTE *( qdtext / quoted-pair ) DQUOTE.
+    Nothing may follow the last extension (no trailing whitespace): lenient
+    extension parsing is a known smuggling vector (parsers disagree on where the
+    size line ends)."""
+    cdef Py_ssize_t j
+    cdef unsigned char c
+    while i < le:
+        i = _skip_bws(p, i, le)
+        if i == le or p[i] != b';':
+            return False
+        i = _skip_bws(p, i + 1, le)
+        j = i
+        while i < le and _TCHAR[p[i]]:
+            i += 1
+        if i == j:
+            return False                    # an empty chunk-ext-name
+        j = _skip_bws(p, i, le)
+        if j == le or p[j] != b'=':
+            continue                        # a name alone; a ";" must come next
+        i = _skip_bws(p, j + 1, le)
+        if i < le and p[i] == b'"':
+            i += 1
+            while True:
+                if i >= le:
+                    return False            # unterminated quoted-string
+                c = p[i]
+                if c == b'"':
+                    i += 1
+                    break
+                if c == b'\\':
+                    # quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
+                    if i + 1 >= le or not (p[i + 1] == HTAB or p[i + 1] >= 0x20) or p[i + 1] == 0x7F:
+                        return False
+                    i += 2
+                    continue
+                # qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text
+                if c == HTAB or c == SP or c == 0x21 or (0x23 <= c <= 0x5B) or \
+                        (0x5D <= c <= 0x7E) or c >= 0x80:
+                    i += 1
+                    continue
+                return False
+        else:
+            j = i
+            while i < le and _TCHAR[p[i]]:
+                i += 1
+            if i == j:
+                return False                # "=" without a value
+    return True
+
+
+cdef bint _forbidden_in_trailer(const unsigned char* name, Py_ssize_t n) noexcept:
+    """RFC 9110 §6.5.1: fields "necessary prior to receiving the content" --
+    framing, routing, connection control, request modifiers, content format --
+    cannot come in a trailer; one that does is the smuggling kind (a front end
+    that merged it would frame the stream differently), so it is refused."""
+    return (_ieq(name, n, b"content-length", 14) or _ieq(name, n, b"transfer-encoding", 17)
+            or _ieq(name, n, b"trailer", 7) or _ieq(name, n, b"host", 4)
+            or _ieq(name, n, b"connection", 10) or _ieq(name, n, b"keep-alive", 10)
+            or _ieq(name, n, b"upgrade", 7) or _ieq(name, n, b"te", 2)
+            or _ieq(name, n, b"expect", 6) or _ieq(name, n, b"content-type", 12)
+            or _ieq(name, n, b"content-encoding", 16) or _ieq(name, n, b"content-range", 13))
 
 
 cdef int _chunk_size_line(RequestParser self, const unsigned char* p, Py_ssize_t pos,
@@ -1198,9 +1274,8 @@ cdef int _chunk_size_line(RequestParser self, const unsigned char* p, Py_ssize_t
             i += 1
         if i == le or p[i] != b';':
             raise InvalidChunk("invalid byte after chunk-size")
-        for j in range(i + 1, le):
-            if not _CHUNK_EXT[p[j]]:
-                raise InvalidChunk("invalid byte in chunk-ext")
+        if not _valid_chunk_ext(p, i, le):
+            raise InvalidChunk("chunk-ext is not ;name[=token|quoted-string] (RFC 9112 §7.1.1)")
     if size == 0:
         self.chunk_state = CHUNK_TRAILER
         return 0

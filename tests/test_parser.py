@@ -276,6 +276,40 @@ def chunked(body, **kw):
     return req(b"Transfer-Encoding: chunked", line=b"POST / HTTP/1.1", body=body, **kw)
 
 
+@pytest.mark.parametrize("ext", [
+    b";a", b";a=b", b' ; a = "b c"', b';a="q\\"uote"', b";a;b=1;c", b"\t;a\t=\t1",
+    b";a=" + b"!#$%&'*+-.^_`|~09AZaz",
+])
+def test_chunk_ext_grammar_accepts(ext):
+    # RFC 9112 §7.1.1: *( BWS ";" BWS name [ BWS "=" BWS token / quoted-string ] )
+    body = b"5" + ext + b"\r\nhello\r\n0\r\n\r\n"
+    for step in SPLITS:
+        assert run(chunked(body), step=step)[0][0][1] == b"hello"
+
+
+@pytest.mark.parametrize("ext", [
+    b";", b";=", b";=1", b";a ", b";a=b ", b";a b", b";a=b c", b";a=", b';a="open',
+    b";a\t", b";a=\x7f", b";a=<b>", b';a="x\x00"', b";a;", b"; ;a",
+])
+def test_chunk_ext_grammar_rejects(ext):
+    rejects(errors.InvalidChunk, chunked(b"5" + ext + b"\r\nhello\r\n0\r\n\r\n"))
+
+
+@pytest.mark.parametrize("name", [
+    b"Content-Length", b"transfer-encoding", b"Host", b"Trailer", b"Connection",
+    b"TE", b"Expect", b"Content-Type", b"Upgrade",
+])
+def test_framing_fields_in_trailer_are_rejected(name):
+    # RFC 9110 §6.5.1: fields needed before the content cannot come in a trailer
+    rejects(errors.InvalidHeader, chunked(b"0\r\n" + name + b": 5\r\n\r\n"))
+
+
+def test_other_trailer_fields_are_dropped():
+    messages, _ = run(chunked(b"1\r\nx\r\n0\r\nX-Checksum: abc\r\nExpires: 0\r\n\r\n"))
+    env, body, complete = messages[0]
+    assert (body, complete) == (b"x", True) and "HTTP_X_CHECKSUM" not in env
+
+
 def test_max_chunk_line():
     ext = b";" + b"e" * 19                            # size line "1" + ext = 21 bytes
     assert run(chunked(b"1" + ext + b"\r\nx\r\n0\r\n\r\n"),

@@ -34,6 +34,7 @@ cdef enum ConnState:
     ST_LINGER = 3     # write side shut; discarding input until EOF, then close
     ST_CLOSED = 4
     ST_APP = 5        # an app thread owns the connection (threaded workers)
+    ST_BODY = 6       # a small body is arriving; the app is called once it is whole
 
 cdef class FileWrapper:
     cdef public object filelike
@@ -128,6 +129,7 @@ cdef class Connection:
 
     # private
     cdef int _serve(self) except -1
+    cdef int _dispatch_request(self) except -2
     cdef int _after_request(self, int rc) except -2
     cdef Py_ssize_t _proxy_header(self) except -1
     cdef int _resume_from_app(self) except -1

@@ -102,6 +102,8 @@ DEF BIG_CHUNK = 65536         # body chunks at least this large are sent without
 DEF FETCH_SIZE = 65536        # bytes read per blocking body fetch
 DEF LINGER_SECONDS = 2.0
 DEF DRAIN_BUDGET = 1048576    # unread body bytes we discard to keep a connection alive
+DEF PREBUFFER = 65536         # Content-Length bodies up to this size are awaited in the
+                              # loop before the app is called (a slow upload blocks no one)
 
 # what _handle_request / _pump / _app_error report
 DEF R_ABORT = 3               # the response cannot be completed: close (not -1: that is
@@ -324,13 +326,13 @@ cdef class Connection:
                 return self._abort()
             if rc == R_DONE:
                 self._end_response(True)
-        if self.state == ST_DRAIN:
+        if self.state == ST_DRAIN or self.state == ST_BODY:
             return WANT_READ
         self.state = ST_READ
         return self._serve()
 
     cdef int on_timeout(self) except -1:
-        if self.state == ST_READ and self.head_started:
+        if (self.state == ST_READ and self.head_started) or self.state == ST_BODY:
             # a client that trickles its head: say so, best effort, and close
             page = error_page(408, "Request Timeout")
             send(self.fd, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page), MSG_NOSIGNAL)
@@ -372,6 +374,14 @@ cdef class Connection:
         cdef Py_ssize_t n
         cdef int rc
         while self.cur_len > 0 and not self.close_after:
+            if self.state == ST_BODY:
+                if self.cur_len < self.parser.remaining:
+                    break                    # still arriving
+                self.state = ST_READ
+                want = self._dispatch_request()
+                if want >= 0:
+                    return want
+                continue
             if not self.head_started:
                 self.head_started = True
                 self.deadline = now() + self.st.header_timeout
@@ -396,24 +406,35 @@ cdef class Connection:
             self.cur += n
             self.cur_len -= n
             self.head_started = False
-            if self.st.dispatch is not None:
-                # threaded worker: the app runs in a pool thread, which owns the
-                # connection until it hands it back (_resume_from_app)
-                self._save_input()
-                self.state = ST_APP
-                self.deadline = 1e300        # the app's time is --timeout's business
-                self.st.dispatch(self)
-                return WANT_NONE
-            want = self._after_request(self._handle_request())
+            if (self.parser.body_kind == BODY_LENGTH and self.cur_len < self.parser.remaining
+                    and self.parser.remaining <= PREBUFFER and not self.parser.expect_continue):
+                # the body is on its way: wait for it here, where waiting blocks
+                # no one, rather than in the app's read() (bounded: PREBUFFER)
+                self.state = ST_BODY
+                self.deadline = now() + self.st.header_timeout
+                break
+            want = self._dispatch_request()
             if want >= 0:
                 return want
         self._save_input()
         if self.close_after:
             return self._linger()
-        if self.cur_len == 0:
+        if self.cur_len == 0 and self.state == ST_READ:
             self.deadline = now() + (self.st.keep_alive if self.st.keep_alive > 0
                                      else self.st.header_timeout)
         return self._flush_then(WANT_READ)
+
+    cdef int _dispatch_request(self) except -2:
+        """Run the app for the parsed request: -1 to go on serving, else the interest."""
+        if self.st.dispatch is not None:
+            # threaded worker: the app runs in a pool thread, which owns the
+            # connection until it hands it back (_resume_from_app)
+            self._save_input()
+            self.state = ST_APP
+            self.deadline = 1e300        # the app's time is --timeout's business
+            self.st.dispatch(self)
+            return WANT_NONE
+        return self._after_request(self._handle_request())
 
     cdef int _after_request(self, int rc) except -2:
         """What follows a request: -1 to serve the next one, else the interest."""

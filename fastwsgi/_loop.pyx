@@ -98,6 +98,7 @@ cdef inline double now() noexcept nogil:
 DEF MAX_EVENTS = 512
 DEF ACCEPT_BATCH = 64
 DEF SWEEP_INTERVAL = 0.25
+DEF EVICT_BATCH = 16
 DEF IDLE_GRACE = 0.5
 
 
@@ -260,6 +261,10 @@ cdef class Loop:
         cdef Connection conn
         cdef str remote, port
         for i in range(ACCEPT_BATCH):
+            if self.st.stop_requested or not self.accepting:
+                # serving inline (below) can end the worker (max-requests) or fill
+                # the connection table: then stop taking more
+                return 0
             alen = sizeof(addr)
             fd = accept4(lfd, <sockaddr*>&addr, &alen, SOCK_NONBLOCK | SOCK_CLOEXEC)
             if fd < 0:
@@ -295,10 +300,29 @@ cdef class Loop:
             # open is registered with epoll (a one-shot one never is)
             conn.interest = WANT_UNREGISTERED
             self._dispatch(conn, EPOLLIN)
-            if len(self.conns) >= self.max_connections:
+            if len(self.conns) >= self.max_connections and not self._evict_idle():
                 self._pause_accepting()
                 return 0
         return 0
+
+    cdef bint _evict_idle(self) except -1:
+        """At the connection cap, close up to EVICT_BATCH idle keep-alive connections,
+        oldest first (dicts keep accept order), to make room -- as nginx drains its
+        keep-alive connections when it runs out.  A connection in the middle of a
+        request is never closed for this.  True if room was made."""
+        cdef Connection conn
+        cdef list idle = []
+        for conn in self.conns.values():
+            if conn.state == ST_READ and conn.is_idle() and conn.interest != WANT_UNREGISTERED:
+                idle.append(conn)
+                if len(idle) == EVICT_BATCH:
+                    break
+        for conn in idle:
+            self._drop(conn)
+        if idle:
+            self.st.logger.debug("at --max-connections: closed %d idle keep-alive "
+                                 "connections", len(idle))
+        return len(idle) > 0
 
     cdef str _intern_addr(self, const char* host):
         cdef str s = host.decode("ascii")

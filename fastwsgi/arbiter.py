@@ -128,8 +128,12 @@ class Arbiter:
             self._load_app()            # AppLoadError: the CLI prints it, exit 1
         self._bind()
         self._init_signals()
-        urls = ", ".join(self._url(s) for s in self.sockets)
-        log.info("fastwsgi %s listening on %s (pid %d)", __version__, urls, os.getpid())
+        # With --reuse-port the master only reserves the port and the workers listen:
+        # the banner waits for the first of them, or a client that acts on it would
+        # be refused.  Otherwise the master's sockets already queue connections.
+        self._announced = not self.config.reuse_port
+        if self._announced:
+            self._announce()
         try:
             self.manage_workers()
             while True:
@@ -144,6 +148,9 @@ class Arbiter:
                     continue
                 self.check_workers()
                 self.manage_workers()
+                if not self._announced and any(w.booted for w in self.workers.values()):
+                    self._announced = True
+                    self._announce()
         except BaseException:
             log.exception("master failed; killing the workers")
             self._kill_all(signal.SIGKILL)
@@ -152,6 +159,10 @@ class Arbiter:
             self._close()
         log.info("stopped")
         return self.status
+
+    def _announce(self):
+        urls = ", ".join(self._url(s) for s in self.sockets)
+        log.info("fastwsgi %s listening on %s (pid %d)", __version__, urls, os.getpid())
 
     def _close(self):
         signal.set_wakeup_fd(-1)

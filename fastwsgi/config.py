@@ -979,3 +979,19 @@ def settings_markdown():
             f"{cell(default)} | {cell(help_text)} |"
         )
     return "\n".join(rows) + "\n"
+
+
+def settings_document():
+    """docs/settings.md, whole: the table with its preamble."""
+    return ("# Settings\n\n"
+            "Every setting, as `fastwsgi --help` shows it. Generated from `fastwsgi/config.py`\n"
+            "(`python -m fastwsgi.config > docs/settings.md`); a test keeps the two identical.\n\n"
+            "Precedence, low to high: defaults, `[tool.fastwsgi]` in `pyproject.toml`, the\n"
+            "`-c` Python config file, `FASTWSGI_*` environment variables, the command line.\n"
+            "The Python API (`fastwsgi.run(app, **options)`) takes the setting names.\n\n"
+            + settings_markdown() + "\n")
+
+
+if __name__ == "__main__":
+    import sys
+    sys.stdout.write(settings_document())

@@ -4,6 +4,7 @@ Precedence under test: default < pyproject.toml [tool.fastwsgi] < -c file.py
 < FASTWSGI_* environment < command line. Every source's error names the source.
 """
 
+import os
 import re
 import sys
 import textwrap
@@ -612,3 +613,13 @@ def test_every_cli_setting_can_be_set_from_every_source(tmp_path):
 
 def test_version_comes_from_the_package():
     assert re.match(r"^\d+\.\d+\.\d+", cfg.version())
+
+
+def test_settings_doc_is_generated_from_the_declarations():
+    """docs/settings.md is the settings table itself: regenerate it with
+    `python -m fastwsgi.config > docs/settings.md` when a setting changes."""
+    from fastwsgi.config import settings_document
+    doc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "docs", "settings.md")
+    with open(doc, encoding="utf-8") as f:
+        assert f.read() == settings_document()

@@ -72,6 +72,9 @@ def parser_bench_parser():
 
 
 def main(argv):
+    if argv and argv[0] == "idle":
+        from . import idle
+        return idle.main(argv[1:])
     if argv and argv[0] == "parser":
         from . import parser_bench
         opts = parser_bench_parser().parse_args(argv[1:])

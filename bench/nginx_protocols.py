@@ -34,21 +34,13 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, ROOT)            # run as a script: bench/ is a package beside it
+from bench.servers import NGINX_HTTP_PREAMBLE  # noqa: E402
 
 NGINX_CONF = """\
 {user}
 worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    keepalive_requests 1000000;
+""" + NGINX_HTTP_PREAMBLE + """\
 
     upstream fastwsgi {{
         server {http_upstream};

@@ -62,10 +62,9 @@ def _nginx_command(launch):
     return ["nginx", "-p", str(prefix), "-e", str(prefix / "error.log"), "-c", str(conf)]
 
 
-NGINX_CONF = """\
-# Ceiling: a fixed response with no application behind it.
-worker_processes 1;
-daemon off;
+# What every nginx of the bench shares (a str.format template: {prefix}); the
+# http block is left open for the caller's upstreams and servers.
+NGINX_HTTP_PREAMBLE = """\
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
 events {{ worker_connections 4096; }}
@@ -79,6 +78,13 @@ http {{
     # nginx closes a keep-alive connection after 1000 requests by default;
     # the Python servers never do.
     keepalive_requests 100000000;
+"""
+
+NGINX_CONF = """\
+# Ceiling: a fixed response with no application behind it.
+worker_processes 1;
+daemon off;
+""" + NGINX_HTTP_PREAMBLE + """\
     server {{
         listen {bind} backlog=4096;
         location / {{

@@ -61,6 +61,7 @@ cdef class ServerState:
     cdef public bint stop_requested
     cdef public object forwarded     # callable(environ) for trusted peers, or None
     cdef public object dispatch      # callable(conn): run it in an app thread, or None
+    cdef public list deferred        # connections whose output waits for the batch's end
     cdef char* rbuf
     cdef Py_ssize_t rbuf_size
     cdef double* watchdog            # app-call start times per slot (shared memory), or NULL
@@ -81,6 +82,7 @@ cdef class Connection:
     cdef public bint trusted         # the peer may set X-Forwarded-* / Forwarded
     cdef int slot                    # watchdog slot of the thread running the app
     cdef int app_rc                  # what the app thread's request ended with
+    cdef bint deferred               # queued in st.deferred
 
     # input window and owned buffer
     cdef char* cur
@@ -147,7 +149,6 @@ cdef class Connection:
     cdef int _close_iterable(self) except -1
     cdef int _frame_head(self) except -1
     cdef int _write_body(self, bytes data) except -1
-    cdef int _chunk_header(self, Py_ssize_t n) except -1
     cdef int _queue_big(self, bytes data, Py_ssize_t n) except -1
     cdef bint _try_sendfile(self, FileWrapper wrapper) except -1
     cdef bint _flush(self) except -1

@@ -25,20 +25,19 @@ cimport cython
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
 from cpython.bytes cimport PyBytes_CheckExact
 from cpython.list cimport PyList_GET_SIZE, PyList_GET_ITEM
-from cpython.ref cimport PyObject
 from libc.errno cimport errno, EAGAIN, EINTR   # EWOULDBLOCK == EAGAIN on Linux
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove, memchr
 
-from fastwsgi._parser cimport RequestParser, Limits, BODY_NONE, BODY_LENGTH
+from fastwsgi._parser cimport RequestParser, Limits, BODY_LENGTH
 from fastwsgi._uwsgi cimport parse_uwsgi_head
 from fastwsgi._proxyproto cimport parse_proxy_header
 from fastwsgi._writer cimport (OutBuf, RespInfo, ob_write, ob_reserve, ob_consume, ob_free,
-                               write_head_start, write_content_length, write_chunk)
+                               write_head_start, write_content_length, write_chunk,
+                               write_chunk_header)
 
 import os
 import stat as _stat
-import sys
 
 from fastwsgi.errors import ClientDisconnected, HttpParserError, ResponseError
 
@@ -232,6 +231,7 @@ cdef class ServerState:
         self.stop_requested = False
         self.forwarded = None
         self.dispatch = None
+        self.deferred = None
 
     def set_watchdog(self, buf, Py_ssize_t slots):
         """Record app-call start times (CLOCK_MONOTONIC seconds; 0 when idle) in a
@@ -422,6 +422,22 @@ cdef class Connection:
         if self.cur_len == 0 and self.state == ST_READ:
             self.deadline = now() + (self.st.keep_alive if self.st.keep_alive > 0
                                      else self.st.header_timeout)
+        if self.out.len and self.state == ST_READ and self.st.deferred is not None:
+            # Responses framed while the loop works through one epoll batch go out
+            # together at its end (Loop._flush_deferred): a client that sleeps
+            # between responses is then woken once per burst, not once per
+            # response -- a cross-CPU wakeup costs more than the send.
+            if not self.deferred:
+                self.deferred = True
+                self.st.deferred.append(self)
+            return WANT_READ
+        return self._flush_then(WANT_READ)
+
+    def send_deferred(self):
+        """The loop's end-of-batch send of what _serve deferred; returns the interest."""
+        self.deferred = False
+        if self.state != ST_READ:
+            return self.interest if self.state != ST_CLOSED else WANT_CLOSE
         return self._flush_then(WANT_READ)
 
     cdef int _dispatch_request(self) except -2:
@@ -571,9 +587,12 @@ cdef class Connection:
             environ[K_REMOTE_ADDR] = self.remote_addr
             environ[K_REMOTE_PORT] = self.remote_port
         else:
-            # uwsgi: the proxy's packet names the client; the socket peer is the proxy
-            environ.setdefault(K_REMOTE_ADDR, self.remote_addr)
-            environ.setdefault(K_REMOTE_PORT, self.remote_port)
+            # uwsgi: the proxy's packet names the client; the socket peer is the
+            # proxy (the base holds "" placeholders for both)
+            if not environ.get(K_REMOTE_ADDR):
+                environ[K_REMOTE_ADDR] = self.remote_addr
+            if not environ.get(K_REMOTE_PORT):
+                environ[K_REMOTE_PORT] = self.remote_port
         environ[K_INPUT] = inp
         self.environ = environ
         self.input = inp
@@ -656,11 +675,14 @@ cdef class Connection:
         """Iterate the response. 1: finished, 0: paused (socket full), -1: abort."""
         cdef object chunk
         cdef double t0 = 0
-        cdef bint urgent
+        cdef bint urgent, first
         # Small chunks are coalesced (one send for many) -- unless the iterable is a
-        # generator that pauses between yields (server-sent events, progress): its
-        # first chunk and every chunk that took over a millisecond to produce are
-        # sent at once, so no chunk waits for the next one.
+        # generator that pauses between yields (server-sent events, progress): every
+        # chunk that took over a millisecond to produce is sent at once, and so is
+        # a first chunk that more are to follow (the length is unknown, or not yet
+        # reached), so no chunk waits for the next one.  A first chunk that
+        # completes its Content-Length (Flask's and Django's responses: lazy
+        # iterables over one buffer) waits for the batch's one send like any other.
         cdef bint lazy = not (PyList_CheckExact(self.app_iter) or PyTuple_CheckExact(self.app_iter))
         while True:
             try:
@@ -677,8 +699,9 @@ cdef class Connection:
                             f"response body items must be bytes, not {type(chunk).__name__}")
                 if PyBytes_GET_SIZE(chunk) == 0:
                     continue
-                urgent = lazy and (self.body_bytes == 0 or now() - t0 > 0.001)
+                first = self.body_bytes == 0
                 self._write_body(chunk)
+                urgent = lazy and ((first and self.remaining != 0) or now() - t0 > 0.001)
             except Exception as exc:
                 self.iterator = None
                 return self._app_error(exc)
@@ -866,7 +889,7 @@ cdef class Connection:
                 return 0
         if self.chunked:
             if n >= BIG_CHUNK:
-                self._chunk_header(n)
+                write_chunk_header(&self.out, n)
                 self._queue_big(data, n)
                 self.crlf_after_big = True
             else:
@@ -876,17 +899,6 @@ cdef class Connection:
         else:
             ob_write(&self.out, PyBytes_AS_STRING(data), n)
         return 0
-
-    cdef int _chunk_header(self, Py_ssize_t n) except -1:
-        cdef char tmp[24]
-        cdef int i = 22
-        tmp[22] = b"\r"
-        tmp[23] = b"\n"
-        while n > 0:
-            i -= 1
-            tmp[i] = b"0123456789abcdef"[n & 15]
-            n >>= 4
-        return ob_write(&self.out, tmp + i, 24 - i)
 
     cdef int _queue_big(self, bytes data, Py_ssize_t n) except -1:
         """Hand a large chunk to the kernel without copying it: it waits in self.big

@@ -99,6 +99,7 @@ DEF MAX_EVENTS = 512
 DEF ACCEPT_BATCH = 64
 DEF SWEEP_INTERVAL = 0.25
 DEF EVICT_BATCH = 16
+DEF DEFER_MAX = 64             # deferred responses sent at once at the latest
 DEF IDLE_GRACE = 0.5
 
 
@@ -131,6 +132,7 @@ cdef class Loop:
     def __init__(self, ServerState st, listeners=(), Py_ssize_t max_connections=10000,
                  double graceful_timeout=30.0):
         self.st = st
+        st.deferred = []
         self.conns = {}
         self.done = collections.deque()
         self.listeners = {}
@@ -365,6 +367,21 @@ cdef class Loop:
             if self.accept_resume_at == 0 and not (self.threads and self.in_app >= self.threads):
                 self._resume_accepting()
 
+    cdef int _flush_deferred(self) except -1:
+        """Send the responses deferred during this batch (see Connection._serve)."""
+        cdef Connection conn
+        cdef list batch = self.st.deferred
+        cdef int want
+        self.st.deferred = []
+        for conn in batch:
+            try:
+                want = conn.send_deferred()
+            except Exception as exc:
+                self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
+                want = WANT_CLOSE
+            self._apply(conn, want)
+        return 0
+
     cdef int _dispatch(self, Connection conn, uint32_t events) except -1:
         cdef int want
         try:
@@ -379,6 +396,8 @@ cdef class Loop:
             self._drop(conn)         # KeyboardInterrupt, SystemExit: stop the loop
             raise
         self._apply(conn, want)
+        if len(self.st.deferred) >= DEFER_MAX:
+            self._flush_deferred()
         return 0
 
     cdef void _sweep(self, double t) noexcept:
@@ -418,6 +437,8 @@ cdef class Loop:
                 break
             if self.done:
                 self._resume_done()
+            if self.st.deferred:
+                self._flush_deferred()   # before sleeping in epoll_wait
             if self.st.stop_requested and not self.stopping:
                 self.stop()
             if self.stopping:
@@ -454,6 +475,8 @@ cdef class Loop:
                     entry = self.listeners.get(fd)
                     if entry is not None and self.accepting:
                         self._accept(fd, <tuple>entry)
+            if self.st.deferred:
+                self._flush_deferred()
             t = now()
             if t >= self.next_sweep:
                 self.next_sweep = t + SWEEP_INTERVAL

@@ -71,4 +71,5 @@ cdef class RequestParser:
 
     cdef Py_ssize_t parse_head(self, const char* buf, Py_ssize_t n, dict base) except -1
     cdef Py_ssize_t decode_body(self, char* buf, Py_ssize_t n, Py_ssize_t* out_n) except -1
+    cdef void frame_by_length(self, long long cl) noexcept   # Content-Length cl, or none if < 0
     cdef void reset(self)

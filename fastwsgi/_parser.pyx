@@ -639,6 +639,19 @@ cdef class RequestParser:
         self.limits = limits if limits is not None else Limits()
         self.script_name = script_name
 
+    cdef void frame_by_length(self, long long cl) noexcept:
+        """Frame the body as `cl` bytes (Content-Length), or no body when cl < 0."""
+        if cl >= 0:
+            self.body_kind = BODY_LENGTH
+            self.content_length = cl
+            self.remaining = cl
+            self.body_done = cl == 0
+        else:
+            self.body_kind = BODY_NONE
+            self.content_length = -1
+            self.remaining = 0
+            self.body_done = True
+
     cdef void reset(self):
         self.scan_pos = 0
         self.scan_lines = 0
@@ -1064,16 +1077,9 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
         self.content_length = -1
         self.chunk_state = CHUNK_SIZE
         self.body_done = False
-    elif cl_seen:
-        self.body_kind = BODY_LENGTH
-        self.content_length = cl
-        self.remaining = cl
-        self.body_done = cl == 0
     else:
         # RFC 9112 §6.3: a request with neither has a zero-length body
-        self.body_kind = BODY_NONE
-        self.content_length = -1
-        self.body_done = True
+        self.frame_by_length(cl if cl_seen else -1)
     return 0
 
 

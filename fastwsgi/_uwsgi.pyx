@@ -43,7 +43,7 @@ from cpython.object cimport PyObject
 from cpython.unicode cimport PyUnicode_1BYTE_DATA, PyUnicode_GET_LENGTH
 from libc.string cimport memcmp
 
-from fastwsgi._parser cimport BODY_LENGTH, BODY_NONE, RequestParser
+from fastwsgi._parser cimport RequestParser
 
 from fastwsgi.errors import (
     BodyTooLarge,
@@ -344,16 +344,7 @@ cdef Py_ssize_t parse_uwsgi_head(RequestParser parser, const char* buf, Py_ssize
     parser.expect_continue = False  # the proxy answered any 100-continue itself
     parser.is_head = method == "HEAD"
     parser.body_received = 0
-    if cl >= 0:
-        parser.body_kind = BODY_LENGTH
-        parser.content_length = cl
-        parser.remaining = cl
-        parser.body_done = cl == 0
-    else:
-        parser.body_kind = BODY_NONE
-        parser.content_length = -1
-        parser.remaining = 0
-        parser.body_done = True
+    parser.frame_by_length(cl)
     return end
 
 

@@ -32,5 +32,6 @@ cdef void ob_free(OutBuf* ob) noexcept
 cdef int write_head_start(OutBuf* ob, object status, object headers, bytes server_line,
                           RespInfo* info) except -1
 cdef int write_content_length(OutBuf* ob, long long n) except -1
+cdef int write_chunk_header(OutBuf* ob, Py_ssize_t n) except -1
 cdef int write_chunk(OutBuf* ob, const char* p, Py_ssize_t n) except -1
 cdef int write_date(OutBuf* ob) except -1

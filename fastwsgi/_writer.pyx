@@ -312,22 +312,25 @@ cdef int write_content_length(OutBuf* ob, long long n) except -1:
 cdef const char* HEX = b"0123456789abcdef"
 
 
-cdef int write_chunk(OutBuf* ob, const char* p, Py_ssize_t n) except -1:
-    """One chunk: size in hex, CRLF, data, CRLF (RFC 9112 §7.1)."""
+cdef int write_chunk_header(OutBuf* ob, Py_ssize_t n) except -1:
+    """The chunk-size line of an n-byte chunk: size in hex, CRLF (RFC 9112 §7.1)."""
     cdef char tmp[24]
     cdef int i = 22
-    cdef Py_ssize_t m = n
-    if n == 0:
-        return 0
     tmp[22] = b"\r"
     tmp[23] = b"\n"
-    while m > 0:
+    while n > 0:
         i -= 1
-        tmp[i] = HEX[m & 15]
-        m >>= 4
-    ob_reserve(ob, (24 - i) + n + 2)
-    memcpy(ob.data + ob.len, tmp + i, 24 - i)
-    ob.len += 24 - i
+        tmp[i] = HEX[n & 15]
+        n >>= 4
+    return ob_write(ob, tmp + i, 24 - i)
+
+
+cdef int write_chunk(OutBuf* ob, const char* p, Py_ssize_t n) except -1:
+    """One chunk: its size line, the data, CRLF (RFC 9112 §7.1)."""
+    if n == 0:
+        return 0
+    ob_reserve(ob, 20 + n)
+    write_chunk_header(ob, n)
     memcpy(ob.data + ob.len, p, n)
     ob.len += n
     ob.data[ob.len] = b"\r"

@@ -551,6 +551,23 @@ def test_close_after_unread_body_is_announced(server, expect):
     raise AssertionError(f"server closed (read {data!r}) without Connection: close")
 
 
+@pytest.mark.parametrize("cl", ["0", "1"], ids=["chunked", "content-length"])
+def test_slow_generator_streams_each_chunk(server, cl):
+    """A generator that pauses between chunks gets each chunk sent as it comes, with
+    or without a declared length: small chunks are coalesced, never held back."""
+    conn = Conn(server, timeout=5)
+    t0 = time.monotonic()
+    conn.send(req(path=f"/stream?n=3&size=5&sleep=0.4&cl={cl}"))
+    first = conn.rfile.read1(65536)
+    assert first.startswith(b"HTTP/1.1 200") and first.endswith(
+        b"01234" if cl == "1" else b"01234\r\n")
+    assert time.monotonic() - t0 < 0.3, f"the first chunk waited for the next one: {first!r}"
+    rest = first
+    while not rest.endswith(b"01234" if cl == "1" else b"0\r\n\r\n") or rest.count(b"01234") < 3:
+        rest += conn.rfile.read1(65536)   # to the end: the generator runs on the loop
+    assert time.monotonic() - t0 >= 0.7
+
+
 # --- HEAD, 204, 304 ------------------------------------------------------------------------
 
 

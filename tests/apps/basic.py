@@ -19,6 +19,7 @@ import os
 import random
 import sys
 import tempfile
+import time
 from urllib.parse import parse_qs
 from wsgiref.validate import validator
 
@@ -177,8 +178,12 @@ def stream(environ, start_response):
     start_response("200 OK", headers)
     data = pattern(size)
 
+    pause = float(q.get("sleep", 0))
+
     def body():
-        for _ in range(n):
+        for i in range(n):
+            if i and pause:
+                time.sleep(pause)
             yield data
             if q.get("empty") == "1":
                 yield b""

@@ -101,6 +101,7 @@ DEF BIG_CHUNK = 65536         # body chunks at least this large are sent without
 DEF FETCH_SIZE = 65536        # bytes read per blocking body fetch
 DEF LINGER_SECONDS = 2.0
 DEF DRAIN_BUDGET = 1048576    # unread body bytes we discard to keep a connection alive
+DEF DEFER_LIMIT = 16384       # output up to this size waits for the batch's end
 DEF PREBUFFER = 65536         # Content-Length bodies up to this size are awaited in the
                               # loop before the app is called (a slow upload blocks no one)
 
@@ -422,11 +423,14 @@ cdef class Connection:
         if self.cur_len == 0 and self.state == ST_READ:
             self.deadline = now() + (self.st.keep_alive if self.st.keep_alive > 0
                                      else self.st.header_timeout)
-        if self.out.len and self.state == ST_READ and self.st.deferred is not None:
+        if (self.out.len and self.out.len <= DEFER_LIMIT and self.state == ST_READ
+                and self.st.deferred is not None):
             # Responses framed while the loop works through one epoll batch go out
             # together at its end (Loop._flush_deferred): a client that sleeps
             # between responses is then woken once per burst, not once per
-            # response -- a cross-CPU wakeup costs more than the send.
+            # response -- a cross-CPU wakeup costs more than the send.  Only small
+            # output waits: a large one amortizes its wakeup, and holding it for
+            # the whole batch would only cost memory and cache.
             if not self.deferred:
                 self.deferred = True
                 self.st.deferred.append(self)

@@ -50,7 +50,6 @@ cdef extern from "sys/socket.h" nogil:
     ssize_t send(int fd, const void* buf, size_t n, int flags)
     int shutdown(int fd, int how)
     int MSG_NOSIGNAL
-    int MSG_DONTWAIT
     int SHUT_WR
 
 cdef extern from "sys/uio.h" nogil:
@@ -542,7 +541,6 @@ cdef class Connection:
 
     cdef int _linger(self) except -1:
         """Send what is queued, shut the write side, discard input until EOF."""
-        cdef ssize_t n
         try:
             if not self._flush():
                 self.state = ST_LINGER
@@ -551,11 +549,12 @@ cdef class Connection:
         except ClientDisconnected:
             return WANT_CLOSE
         if self.client_closes and self.cur_len == 0:
-            # the client asked to close and sent nothing more: with no unread
-            # input there is no reset to fear, so close now (one round trip less)
-            n = recv(self.fd, self.st.rbuf, self.st.rbuf_size, MSG_DONTWAIT)
-            if n == 0 or (n < 0 and errno == EAGAIN):
-                return WANT_CLOSE
+            # The client said it closes (Connection: close, or HTTP/1.0 without
+            # keep-alive), its body is read and nothing follows it in our buffer:
+            # it may send nothing more (RFC 9112 §9.6), so close at once, as nginx
+            # does, without a recv to look for more. Only a client that breaks
+            # that rule can meet a reset.
+            return WANT_CLOSE
         shutdown(self.fd, SHUT_WR)
         self.state = ST_LINGER
         self.cur_len = 0

@@ -122,6 +122,10 @@ cdef class Connection:
     cdef long long body_bytes
     cdef int status_code
     cdef double t_start
+    # self.start_response / self.write as bound methods, made once per connection
+    # rather than per request (a cycle: close() breaks it)
+    cdef object sr_bound
+    cdef object write_bound
 
     cdef int on_readable(self) except -1
     cdef int on_writable(self) except -1

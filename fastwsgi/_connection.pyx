@@ -38,6 +38,7 @@ from fastwsgi._writer cimport (OutBuf, RespInfo, ob_write, ob_reserve, ob_consum
 
 import os
 import stat as _stat
+import sys
 
 from fastwsgi.errors import ClientDisconnected, HttpParserError, ResponseError
 
@@ -113,7 +114,10 @@ DEF R_ENDED = 2               # an error page was framed and the response ended
 
 cdef str K_REMOTE_ADDR = "REMOTE_ADDR"
 cdef str K_REMOTE_PORT = "REMOTE_PORT"
-cdef str K_INPUT = "wsgi.input"
+# interned, as server._roomy interns the base environ's keys: a dict lookup
+# then matches by identity ("wsgi.input" is not an identifier, so neither
+# Cython nor the compiler interns it)
+cdef str K_INPUT = sys.intern("wsgi.input")
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef object _DONE = object()
 cdef object _EMPTY = ()
@@ -355,6 +359,8 @@ cdef class Connection:
         self._detach_input()
         self.environ = None
         self.big = None
+        self.sr_bound = None
+        self.write_bound = None
         if self.sf_fd >= 0:
             self.sf_fd = -1
         free(self.ibuf)
@@ -614,12 +620,17 @@ cdef class Connection:
         self.dlen = 0
         if self.st.access_log is not None:
             self.t_start = now()
-        if self.trusted and self.st.forwarded is not None:
+        if self.trusted and self.st.forwarded is not None and (
+                p.forwarded or self.protocol != PROTO_HTTP):
+            # over HTTP the parser flags the fields the handler reads, so most
+            # requests skip its Python call; a uwsgi packet's vars are not flagged
             self.st.forwarded(environ)
         if self.st.watchdog != NULL:
             self._watch(True)
         try:
-            result = self.st.app(environ, self.start_response)
+            if self.sr_bound is None:
+                self.sr_bound = self.start_response
+            result = self.st.app(environ, self.sr_bound)
             self.app_iter = result
             if PyList_CheckExact(result) and PyList_GET_SIZE(result) == 1 and not self.head_framed:
                 # the common case: one bytes object, framed with its length
@@ -808,7 +819,9 @@ cdef class Connection:
             raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
         self.status = status
         self.headers = headers
-        return self.write
+        if self.write_bound is None:
+            self.write_bound = self.write
+        return self.write_bound
 
     def write(self, data):
         """The write() callable: blocks until the bytes are sent or buffered."""

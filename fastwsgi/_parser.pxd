@@ -50,6 +50,7 @@ cdef class RequestParser:
     cdef public bint expect_continue       # Expect: 100-continue on HTTP/1.1
     cdef public bint http11                # request version is HTTP/1.1
     cdef public bint is_head               # method is HEAD (the response has no body)
+    cdef public bint forwarded             # a Forwarded or X-Forwarded-For/-Proto/-Host/-Port field came
 
     # body decoding state
     cdef long long remaining              # BODY_LENGTH: bytes left; BODY_CHUNKED: bytes left in chunk

@@ -252,6 +252,11 @@ cdef str _environ_key(bytes name):
 
 
 cdef list _known_keys = []                  # id -> interned environ key
+# The ids of Forwarded, X-Forwarded-For, -Proto, -Host, -Port (consecutive in
+# _KNOWN_NAMES): a request with none of them skips the forwarded handler.
+cdef Py_ssize_t H_FORWARDED_FIRST = _KNOWN_NAMES.index(b"forwarded")
+cdef Py_ssize_t H_FORWARDED_LAST = _KNOWN_NAMES.index(b"x-forwarded-port")
+assert H_FORWARDED_LAST - H_FORWARDED_FIRST == 4
 cdef const char* _known_name[KNOWN_MAX]     # sorted by length
 cdef Py_ssize_t _known_id[KNOWN_MAX]
 cdef Py_ssize_t _known_first[KNOWN_NAME_MAX + 2]   # first index of each length
@@ -827,6 +832,7 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
     cdef const unsigned char* q
     cdef bint http11, asterisk = False, absolute = False, underscore
     cdef bint cl_seen = False, te_seen = False, expect_100 = False, expect_bad = False
+    cdef bint forwarded = False
     cdef int host_lines = 0, conn = 0
     cdef long long cl = -1
     cdef dict env
@@ -1016,6 +1022,8 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
                 expect_100 = True
             else:
                 expect_bad = True
+        elif H_FORWARDED_FIRST <= hid <= H_FORWARDED_LAST:
+            forwarded = True
         key = _known_keys[hid] if hid >= 0 else _unknown_key(p + ls, colon - ls)
         value = _latin1(p + f0, f1 - f0)
         # one dict lookup for the common case; the size tells whether the key
@@ -1062,6 +1070,7 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
 
     self.environ = env
     self.http11 = http11
+    self.forwarded = forwarded
     self.is_head = mlen == 4 and memcmp(p + start, b"HEAD", 4) == 0
     # RFC 9112 §9.3: 1.1 persists unless "close"; 1.0 only with the
     # "keep-alive" connection option -- and "close" always wins.

@@ -32,13 +32,31 @@ cdef extern from "time.h" nogil:
 
 # --- the output buffer -----------------------------------------------------------
 
+# Emptied first-size buffers wait here for the next response instead of going
+# back to malloc: a keep-alive request then costs no malloc/free pair.  One pool
+# per process, bounded (OB_POOL_MAX * OB_FIRST = 256 KiB at most), and touched
+# only with the GIL held.
+cdef enum:
+    OB_FIRST = 4096
+    OB_POOL_MAX = 64
+
+cdef char* _ob_pool[OB_POOL_MAX]
+cdef int _ob_pooled = 0
+
+
 cdef int ob_reserve(OutBuf* ob, Py_ssize_t extra) except -1:
+    global _ob_pooled
     cdef Py_ssize_t need = ob.len + extra
     cdef Py_ssize_t cap
     cdef char* p
     if need <= ob.cap:
         return 0
-    cap = ob.cap * 2 if ob.cap else 4096
+    if ob.cap == 0 and need <= OB_FIRST and _ob_pooled:
+        _ob_pooled -= 1
+        ob.data = _ob_pool[_ob_pooled]
+        ob.cap = OB_FIRST
+        return 0
+    cap = ob.cap * 2 if ob.cap else OB_FIRST
     while cap < need:
         cap *= 2
     p = <char*>realloc(ob.data, cap)
@@ -72,7 +90,12 @@ cdef void ob_consume(OutBuf* ob, Py_ssize_t n) noexcept:
 
 
 cdef void ob_free(OutBuf* ob) noexcept:
-    free(ob.data)
+    global _ob_pooled
+    if ob.cap == OB_FIRST and _ob_pooled < OB_POOL_MAX:
+        _ob_pool[_ob_pooled] = ob.data
+        _ob_pooled += 1
+    else:
+        free(ob.data)
     ob.data = NULL
     ob.len = 0
     ob.cap = 0

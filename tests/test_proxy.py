@@ -194,6 +194,37 @@ def test_trusted_tcp_peer_headers_apply(serve):
     assert info["REMOTE_ADDR"] == "203.0.113.5" and info["wsgi.url_scheme"] == "https"
 
 
+@pytest.mark.parametrize("name, value, key, expected", [
+    ("x-FORWARDED-for", "203.0.113.5", "REMOTE_ADDR", "203.0.113.5"),
+    ("X-Forwarded-PROTO", "https", "wsgi.url_scheme", "https"),
+    ("x-forwarded-host", "shop.example", "HTTP_HOST", "shop.example"),
+    ("X-FORWARDED-PORT", "8443", "SERVER_PORT", "8443"),
+    ("FORWARDED", "for=198.51.100.7", "REMOTE_ADDR", "198.51.100.7"),
+])
+def test_each_forwarded_field_alone_applies_in_any_case(serve, name, value, key, expected):
+    # The parser flags these five fields so that requests without them skip the
+    # handler: each one alone, in any letter case, must still reach it.
+    server = serve("deploy:app")
+    plain, forwarded, after = _mixed((server.host, server.port), name, value)
+    assert forwarded[key] == expected
+    # the requests around it, on the same connection, are untouched
+    for info in (plain, after):
+        assert info["REMOTE_ADDR"] == "127.0.0.1" and info["wsgi.url_scheme"] == "http"
+        assert info["HTTP_HOST"] == "h"
+
+
+def _mixed(addr, name, value):
+    """Three pipelined requests on one connection; only the second carries name."""
+    with socket.create_connection(addr, timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: h\r\n\r\n"
+                  + f"GET / HTTP/1.1\r\nHost: h\r\n{name}: {value}\r\n\r\n".encode()
+                  + b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n")
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+    return [json.loads(part.split(b"\r\n\r\n", 1)[1]) for part in raw.split(b"HTTP/1.1 ")[1:]]
+
+
 def test_untrusted_tcp_peer_headers_are_ignored(serve):
     server = serve("--forwarded-allow-ips", "10.0.0.0/8", "deploy:app")
     info = get((server.host, server.port), headers=XFF)[0]

@@ -75,6 +75,34 @@ cdef extern from "netinet/tcp.h" nogil:
 cdef extern from "arpa/inet.h" nogil:
     const char* inet_ntop(int af, const void* src, char* dst, socklen_t size)
 
+
+cdef inline int _put_uint(char* out, unsigned int v) noexcept nogil:
+    """Decimal digits of v at out; returns their count (v < 100000)."""
+    cdef char tmp[8]
+    cdef int n = 0, i
+    while True:
+        tmp[n] = <char>(48 + v % 10)
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    for i in range(n):
+        out[i] = tmp[n - 1 - i]
+    return n
+
+
+cdef inline int _ipv4_text(const unsigned char* a, char* out) noexcept nogil:
+    """a.b.c.d of a network-order IPv4 address, NUL-terminated; returns its
+    length.  What inet_ntop prints, without its sprintf."""
+    cdef int n = 0, i
+    for i in range(4):
+        if i:
+            out[n] = b"."
+            n += 1
+        n += _put_uint(out + n, a[i])
+    out[n] = 0
+    return n
+
 cdef extern from "unistd.h" nogil:
     ssize_t read(int fd, void* buf, size_t n)
     ssize_t write(int fd, const void* buf, size_t n)
@@ -191,7 +219,7 @@ cdef class Loop:
             # are there, so _accept can serve them without an epoll round
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
-        self.listeners[fd] = (sock, is_tcp, protocol, proxy_protocol, trust)
+        self.listeners[fd] = (sock, is_tcp, protocol, proxy_protocol, trust, {})
         if self.accepting or not self.stopping:
             # EPOLLEXCLUSIVE: with several workers on one socket, one wakes per connection
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE)
@@ -262,6 +290,7 @@ cdef class Loop:
         cdef char host[64]
         cdef Connection conn
         cdef str remote, port
+        cdef object trusted
         for i in range(ACCEPT_BATCH):
             if self.st.stop_requested or not self.accepting:
                 # serving inline (below) can end the worker (max-requests) or fill
@@ -281,19 +310,27 @@ cdef class Loop:
             remote = ""
             port = ""
             if addr.ss_family == AF_INET:
-                inet_ntop(AF_INET, &(<sockaddr_in*>&addr).sin_addr, host, sizeof(host))
+                _ipv4_text(<const unsigned char*>&(<sockaddr_in*>&addr).sin_addr, host)
                 remote = self._intern_addr(host)
-                port = str(ntohs((<sockaddr_in*>&addr).sin_port))
+                port = host[:_put_uint(host, ntohs((<sockaddr_in*>&addr).sin_port))].decode("ascii")
             elif addr.ss_family == AF_INET6:
                 inet_ntop(AF_INET6, &(<sockaddr_in6*>&addr).sin6_addr, host, sizeof(host))
                 remote = self._intern_addr(host)
-                port = str(ntohs((<sockaddr_in6*>&addr).sin6_port))
+                port = host[:_put_uint(host, ntohs((<sockaddr_in6*>&addr).sin6_port))].decode("ascii")
             try:
                 conn = Connection(self.st, fd, remote, port)
                 conn.protocol = entry[2]
                 conn.proxy_pending = entry[3]
                 if entry[4] is not None:
-                    conn.trusted = entry[4](remote)
+                    # trust(remote) is a Python call; its answers are kept per
+                    # listener (peers are few: the proxies), bounded like addr_cache
+                    memo = <dict>entry[5]
+                    trusted = memo.get(remote)
+                    if trusted is None:
+                        trusted = bool(entry[4](remote))
+                        if len(memo) < 4096:
+                            memo[remote] = trusted
+                    conn.trusted = trusted
             except BaseException:
                 c_close(fd)
                 raise

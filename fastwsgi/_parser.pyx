@@ -77,6 +77,12 @@ cdef extern from *:
 __all__ = ["Limits", "RequestParser", "BODY_NONE", "BODY_LENGTH", "BODY_CHUNKED"]
 
 
+# The last base found clean, for all parsers: a parser is made per connection,
+# and its own memo (_clean_base) would re-check the base on every new one.
+cdef dict _clean_memo = None
+cdef Py_ssize_t _clean_memo_len = -1
+
+
 cdef bint _is_clean_base(dict base):
     """True if no key of `base` is one a request sets (then cloning is exact)."""
     if not base:
@@ -825,6 +831,7 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
                      Py_ssize_t end, dict base) except -1:
     """Validate the complete head p[start:end] (it ends with CRLF CRLF, every
     line ends with CRLF) and set the environ and framing results."""
+    global _clean_memo, _clean_memo_len
     cdef Limits limits = self.limits
     cdef Py_ssize_t rl_end, i, t0, t1, v0, mlen, tlen, path0, path_end, a0, a1
     cdef Py_ssize_t ls, le, colon, f0, f1, hid, size
@@ -921,10 +928,13 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
     if base is self._clean_base and len(base) == self._clean_len:
         clone = True
     else:
-        clone = _is_clean_base(base)
+        clone = ((base is _clean_memo and len(base) == _clean_memo_len)
+                 or _is_clean_base(base))
         if clone:
             self._clean_base = base
             self._clean_len = len(base)
+            _clean_memo = base
+            _clean_memo_len = len(base)
     if clone:
         env = PyDict_Copy(base)
     else:

@@ -8,6 +8,7 @@ are read in order and none is lost to read-ahead.
 
 import email.utils
 import http.client
+import json
 import re
 import socket
 import time
@@ -134,6 +135,24 @@ def test_environ_contents(server):
     assert env["errors_has"] == ["write", "writelines", "flush"]
     assert env["non_str_cgi_keys"] == []
     assert env["environ_type"] == "dict"
+
+
+@pytest.mark.parametrize("source", ["127.0.0.1", "127.10.200.3", "127.255.0.99"])
+def test_remote_addr_and_port_text(server, source):
+    # The loop formats IPv4 peers itself (no inet_ntop/sprintf): zero, one-,
+    # two- and three-digit octets, and the port, must read as Python spells them.
+    with socket.socket() as s:
+        s.settimeout(10)
+        s.bind((source, 0))
+        s.connect(("127.0.0.1", server.port))
+        s.sendall(req(path="/environ/peer", headers=[("Connection", "close")]))
+        raw = b""
+        while chunk := s.recv(65536):
+            raw += chunk
+        port = s.getsockname()[1]
+    env = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+    assert env["REMOTE_ADDR"] == source
+    assert env["REMOTE_PORT"] == str(port)
 
 
 def test_environ_body_headers(server):

@@ -861,6 +861,7 @@ def build_parser(prog="fastwsgi"):
     (bad values -> ConfigError, exit 1; malformed command lines -> argparse, exit 2).
     """
     import argparse
+    import functools
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -872,6 +873,11 @@ def build_parser(prog="fastwsgi"):
         epilog=f"Every option can also be set as {ENV_PREFIX}<NAME> in the environment, "
         "in [tool.fastwsgi] of ./pyproject.toml, or in a -c config file.",
         argument_default=argparse.SUPPRESS,
+        # add_argument() makes a formatter only to check the metavar, which needs
+        # no width; the default formatter would look the terminal width up with
+        # shutil, which imports zlib, bz2 and lzma (~0.4 MB a server would keep).
+        # Help, usage and errors get the default formatter (set below).
+        formatter_class=functools.partial(argparse.HelpFormatter, width=80),
     )
     parser.add_argument("app_spec", metavar="APP_SPEC", nargs="*",
                         help="the WSGI application, e.g. myproject.wsgi:application; "
@@ -899,6 +905,7 @@ def build_parser(prog="fastwsgi"):
             help_text += f" [default: {str(default).replace('%', '%%')}]"
         group.add_argument(*setting.flags, dest=setting.name, action=setting.action,
                            metavar=setting.metavar, help=help_text)
+    parser.formatter_class = argparse.HelpFormatter
     return parser
 
 

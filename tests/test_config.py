@@ -116,6 +116,15 @@ def test_parser_is_generated_from_the_table():
     assert "--no-preload" in helptext
 
 
+@pytest.mark.parametrize("columns", [60, 100])
+def test_help_is_as_wide_as_the_terminal(monkeypatch, columns):
+    # (the parser is built with a fixed-width formatter, which is only used to
+    # check metavars: help, usage and errors get argparse's own)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    lines = build_parser().format_help().splitlines()
+    assert max(len(line) for line in lines) == columns - 2
+
+
 # ------------------------------------------------------------------------ validators
 
 VALID = [

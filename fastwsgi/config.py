@@ -30,8 +30,8 @@ from fastwsgi.errors import FastWSGIError
 
 # A plain server process keeps every module it imports for its lifetime, so the
 # modules that only some settings need are imported where they are used: argparse
-# (the command line), difflib ("did you mean" hints), inspect (hook signatures),
-# ipaddress (IP and network values).
+# (fastwsgi.cli drops it after parsing), difflib ("did you mean" hints), inspect
+# (hook signatures), ipaddress (IP and network values).
 
 __all__ = [
     "ConfigError",
@@ -909,7 +909,26 @@ def build_parser(prog="fastwsgi"):
     return parser
 
 
-def load_config(argv=None, env=None, cwd=None):
+def _parse_command_line(argv, drop_parser_modules):
+    """``argv`` -> {dest: raw value} of the options given, "app_spec" -> positionals.
+
+    With ``drop_parser_modules`` the modules that parsing imported (argparse,
+    gettext, locale: ~0.5 MB, kept for nothing by a server process) leave
+    sys.modules again once the parser is garbage, so what the process allocates
+    next (the app, the server) reuses their memory; anything that imports them
+    later gets them afresh.
+    """
+    before = set(sys.modules) if drop_parser_modules else None
+    args = vars(build_parser().parse_args(list(argv)))
+    if drop_parser_modules:
+        import gc
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+        gc.collect()   # the parser and the modules are reference cycles
+    return args
+
+
+def load_config(argv=None, env=None, cwd=None, drop_parser_modules=False):
     """Parse ``argv`` and merge every source; return ``(Config, app_spec)``.
 
     ``app_spec`` is None when only mounts (``PREFIX=APP_SPEC``, ``config.mount``)
@@ -918,13 +937,13 @@ def load_config(argv=None, env=None, cwd=None):
     ``env`` defaults to os.environ and ``cwd`` (where pyproject.toml is looked for,
     and relative config-file paths start) to the current directory.
     Raises ConfigError for bad values; argparse exits with status 2 on usage errors
-    (including a missing APP_SPEC).
+    (including a missing APP_SPEC). ``drop_parser_modules``: see
+    ``_parse_command_line`` (the CLI's process serves next).
     """
     if argv is None:
         argv = sys.argv[1:]
     env = os.environ if env is None else env
-    parser = build_parser()
-    args = vars(parser.parse_args(list(argv)))
+    args = _parse_command_line(argv, drop_parser_modules)
 
     config = Config()
     pyproject = "pyproject.toml" if cwd is None else os.path.join(cwd, "pyproject.toml")
@@ -952,12 +971,13 @@ def load_config(argv=None, env=None, cwd=None):
     mounts = [p for p in positional if p.startswith("/")]
     specs = [p for p in positional if not p.startswith("/")]
     if len(specs) > 1:
-        parser.error(f"more than one APP_SPEC: {' '.join(specs)} (mount them: PREFIX=APP_SPEC)")
+        build_parser().error(f"more than one APP_SPEC: {' '.join(specs)} "
+                             "(mount them: PREFIX=APP_SPEC)")
     if mounts:
         config.set("mount", mounts, "APP_SPEC argument")
     app_spec = (specs[0] if specs else None) or config.wsgi_app
     if not app_spec and not config.mount:
-        parser.error("the following arguments are required: APP_SPEC")
+        build_parser().error("the following arguments are required: APP_SPEC")
     return config, app_spec
 
 

@@ -9,15 +9,16 @@ Accepted forms (gunicorn's, plus factories with literal arguments)::
     module:create_app('prod', debug=False)
 
 Factory arguments are parsed with ``ast`` and evaluated with ``ast.literal_eval``
-only: a spec can name code, never run arbitrary expressions.
+only: a spec can name code, never run arbitrary expressions. (``ast`` is imported
+for such specs only: a plain ``module:name`` is split without it.)
 
 Contract: ``load_app`` returns a callable or raises ``AppLoadError`` whose message
 is one line; when the app's own import fails it ends with the exception's last
 traceback line and where it was raised.
 """
 
-import ast
 import importlib
+import keyword
 import os
 import sys
 import traceback
@@ -42,6 +43,7 @@ def _spec_error(spec, why):
 
 def _attribute_path(node, spec):
     """``a.b.c`` as an ast node -> ["a", "b", "c"]."""
+    import ast
     parts = []
     while isinstance(node, ast.Attribute):
         parts.append(node.attr)
@@ -67,6 +69,10 @@ def parse_app_spec(spec):
         return module, [DEFAULT_ATTRIBUTE], None
     if not expr:
         raise _spec_error(spec, "nothing after ':'")
+    names = expr.split(".")
+    if expr.isascii() and all(n.isidentifier() and not keyword.iskeyword(n) for n in names):
+        return module, names, None  # a dotted name: what ast would make of it
+    import ast
     try:
         node = ast.parse(expr, mode="eval").body
     except SyntaxError:

@@ -105,7 +105,7 @@ def _run_single(app_spec, config):
 def main(argv=None):
     """Run fastwsgi with ``argv`` (default: sys.argv[1:]); return the exit status."""
     try:
-        config, app_spec = load_config(argv)
+        config, app_spec = load_config(argv, drop_parser_modules=True)
         if config.chdir:
             try:
                 os.chdir(config.chdir)

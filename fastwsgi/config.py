@@ -19,17 +19,19 @@ Validators take a string (CLI, environment) or a native value (TOML, Python) and
 return the normalized value or raise ``ValueError`` with the text after the colon.
 """
 
-import argparse
-import difflib
-import inspect
-import ipaddress
 import math
 import os
 import re
 import sys
-from typing import Any, Callable, NamedTuple, Optional
+import types
+from collections import namedtuple
 
 from fastwsgi.errors import FastWSGIError
+
+# A plain server process keeps every module it imports for its lifetime, so the
+# modules that only some settings need are imported where they are used: argparse
+# (fastwsgi.cli drops it after parsing), difflib ("did you mean" hints), inspect
+# (hook signatures), ipaddress (IP and network values).
 
 __all__ = [
     "ConfigError",
@@ -257,6 +259,7 @@ def hook(*params):
         shape = f"a callable taking ({', '.join(params)})"
         if not callable(value):
             raise ValueError(f"expected {shape}, got {_got(value)}")
+        import inspect
         try:
             inspect.signature(value).bind(*params)
         except TypeError:
@@ -269,15 +272,17 @@ def hook(*params):
     return validate
 
 
-class BindAddress(NamedTuple):
-    """One parsed ``--bind`` value; ``str()`` gives back its canonical text."""
+class BindAddress(namedtuple("BindAddress", "kind host port path fd protocol",
+                             defaults=(None, None, None, None, None))):
+    """One parsed ``--bind`` value; ``str()`` gives back its canonical text.
 
-    kind: str  # "tcp", "unix" or "fd"
-    host: Optional[str] = None  # tcp: host name or IP (IPv6 without brackets)
-    port: Optional[int] = None  # tcp: 0-65535 (0 = pick a free port)
-    path: Optional[str] = None  # unix: socket path
-    fd: Optional[int] = None  # fd: an inherited, already listening socket
-    protocol: Optional[str] = None  # "uwsgi" for a uwsgi:// bind; None: --protocol
+    kind: "tcp", "unix" or "fd"; host: tcp host name or IP (IPv6 without
+    brackets); port: tcp 0-65535 (0 = pick a free port); path: unix socket path;
+    fd: an inherited, already listening socket; protocol: "uwsgi" for a
+    uwsgi:// bind, None: --protocol.
+    """
+
+    __slots__ = ()
 
     def __str__(self):
         prefix = f"{self.protocol}://" if self.protocol else ""
@@ -329,6 +334,7 @@ def parse_bind(text):
         if close < 0:
             raise bad
         host, rest = raw[1:close], raw[close + 1:]
+        import ipaddress
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
@@ -375,6 +381,7 @@ def forwarded_allow_ips(value):
         if item in ("*", "unix"):
             result.append(item)
         elif item:
+            import ipaddress
             try:
                 net = ipaddress.ip_network(item, strict=False)
             except ValueError:
@@ -429,17 +436,21 @@ ALL_SOURCES = frozenset({"cli", "env", "toml", "pyfile", "api"})
 HOOK_SOURCES = frozenset({"pyfile", "api"})
 
 
-class Setting(NamedTuple):
-    name: str  # config key, attribute of Config, and FASTWSGI_<NAME.upper()>
-    section: str  # heading in --help and in the docs table
-    validator: Callable[[Any], Any]
-    default: Any
-    help: str
-    flags: tuple = ()  # CLI flags; the first "--" one names the setting in errors
-    action: str = "store"  # "store", "append" (repeatable list) or "bool"
-    metavar: Optional[str] = None
-    sources: frozenset = ALL_SOURCES
-    aliases: tuple = ()  # other keys accepted in files (gunicorn's spelling)
+class Setting(namedtuple("Setting", "name section validator default help flags action "
+                                    "metavar sources aliases",
+                         defaults=((), "store", None, ALL_SOURCES, ()))):
+    """One setting (a namedtuple: typing.NamedTuple would import typing).
+
+    name: config key, attribute of Config, and FASTWSGI_<NAME.upper()>;
+    section: heading in --help and in the docs table; validator: raw value ->
+    normalized value, or ValueError; default; help: the --help text; flags: CLI
+    flags, the first "--" one names the setting in errors; action: "store",
+    "append" (repeatable list) or "bool"; metavar: the value in --help; sources:
+    where it may be set (ALL_SOURCES, HOOK_SOURCES...); aliases: other keys
+    accepted in files (gunicorn's spelling).
+    """
+
+    __slots__ = ()
 
     @property
     def env_var(self):
@@ -616,6 +627,7 @@ GUNICORN_UNSUPPORTED = frozenset({
 
 
 def _did_you_mean(name):
+    import difflib
     close = difflib.get_close_matches(name, SETTINGS_BY_NAME, n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
@@ -800,7 +812,8 @@ def _last_lineno_in(tb, filename):
 def _apply_config_file(config, path, flag="--config"):
     namespace = _exec_config_file(path, flag)
     for key, value in namespace.items():
-        if key.startswith("_") or inspect.ismodule(value):
+        # isinstance(): inspect.ismodule/isclass/isfunction, without importing inspect
+        if key.startswith("_") or isinstance(value, types.ModuleType):
             continue
         setting = _FILE_KEYS.get(key)
         if setting is None:
@@ -809,7 +822,7 @@ def _apply_config_file(config, path, flag="--config"):
                 config.warnings.append(
                     f"{path}: {key!r} is a gunicorn setting fastwsgi does not support; "
                     "ignored")
-            elif not (inspect.isclass(value) or inspect.isfunction(value)):
+            elif not isinstance(value, (type, types.FunctionType)):
                 hint = _did_you_mean(key)
                 if hint:
                     config.warnings.append(f"{path}: {key!r} is not a setting{hint}")
@@ -847,6 +860,9 @@ def build_parser(prog="fastwsgi"):
     values stay strings here and are validated by the settings' own validators
     (bad values -> ConfigError, exit 1; malformed command lines -> argparse, exit 2).
     """
+    import argparse
+    import functools
+
     parser = argparse.ArgumentParser(
         prog=prog,
         usage=f"{prog} [OPTIONS] APP_SPEC | PREFIX=APP_SPEC...",
@@ -857,6 +873,11 @@ def build_parser(prog="fastwsgi"):
         epilog=f"Every option can also be set as {ENV_PREFIX}<NAME> in the environment, "
         "in [tool.fastwsgi] of ./pyproject.toml, or in a -c config file.",
         argument_default=argparse.SUPPRESS,
+        # add_argument() makes a formatter only to check the metavar, which needs
+        # no width; the default formatter would look the terminal width up with
+        # shutil, which imports zlib, bz2 and lzma (~0.4 MB a server would keep).
+        # Help, usage and errors get the default formatter (set below).
+        formatter_class=functools.partial(argparse.HelpFormatter, width=80),
     )
     parser.add_argument("app_spec", metavar="APP_SPEC", nargs="*",
                         help="the WSGI application, e.g. myproject.wsgi:application; "
@@ -884,10 +905,30 @@ def build_parser(prog="fastwsgi"):
             help_text += f" [default: {str(default).replace('%', '%%')}]"
         group.add_argument(*setting.flags, dest=setting.name, action=setting.action,
                            metavar=setting.metavar, help=help_text)
+    parser.formatter_class = argparse.HelpFormatter
     return parser
 
 
-def load_config(argv=None, env=None, cwd=None):
+def _parse_command_line(argv, drop_parser_modules):
+    """``argv`` -> {dest: raw value} of the options given, "app_spec" -> positionals.
+
+    With ``drop_parser_modules`` the modules that parsing imported (argparse,
+    gettext, locale: ~0.5 MB, kept for nothing by a server process) leave
+    sys.modules again once the parser is garbage, so what the process allocates
+    next (the app, the server) reuses their memory; anything that imports them
+    later gets them afresh.
+    """
+    before = set(sys.modules) if drop_parser_modules else None
+    args = vars(build_parser().parse_args(list(argv)))
+    if drop_parser_modules:
+        import gc
+        for name in set(sys.modules) - before:
+            del sys.modules[name]
+        gc.collect()   # the parser and the modules are reference cycles
+    return args
+
+
+def load_config(argv=None, env=None, cwd=None, drop_parser_modules=False):
     """Parse ``argv`` and merge every source; return ``(Config, app_spec)``.
 
     ``app_spec`` is None when only mounts (``PREFIX=APP_SPEC``, ``config.mount``)
@@ -896,13 +937,13 @@ def load_config(argv=None, env=None, cwd=None):
     ``env`` defaults to os.environ and ``cwd`` (where pyproject.toml is looked for,
     and relative config-file paths start) to the current directory.
     Raises ConfigError for bad values; argparse exits with status 2 on usage errors
-    (including a missing APP_SPEC).
+    (including a missing APP_SPEC). ``drop_parser_modules``: see
+    ``_parse_command_line`` (the CLI's process serves next).
     """
     if argv is None:
         argv = sys.argv[1:]
     env = os.environ if env is None else env
-    parser = build_parser()
-    args = vars(parser.parse_args(list(argv)))
+    args = _parse_command_line(argv, drop_parser_modules)
 
     config = Config()
     pyproject = "pyproject.toml" if cwd is None else os.path.join(cwd, "pyproject.toml")
@@ -930,12 +971,13 @@ def load_config(argv=None, env=None, cwd=None):
     mounts = [p for p in positional if p.startswith("/")]
     specs = [p for p in positional if not p.startswith("/")]
     if len(specs) > 1:
-        parser.error(f"more than one APP_SPEC: {' '.join(specs)} (mount them: PREFIX=APP_SPEC)")
+        build_parser().error(f"more than one APP_SPEC: {' '.join(specs)} "
+                             "(mount them: PREFIX=APP_SPEC)")
     if mounts:
         config.set("mount", mounts, "APP_SPEC argument")
     app_spec = (specs[0] if specs else None) or config.wsgi_app
     if not app_spec and not config.mount:
-        parser.error("the following arguments are required: APP_SPEC")
+        build_parser().error("the following arguments are required: APP_SPEC")
     return config, app_spec
 
 

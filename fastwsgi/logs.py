@@ -14,8 +14,6 @@ client cannot forge log lines. Log files are opened for appending and every line
 is written with a single write(), which keeps lines from several workers whole.
 """
 
-import base64
-import binascii
 import logging
 import os
 import re
@@ -142,6 +140,8 @@ def _user(environ):
         return _escape(user)
     auth = environ.get("HTTP_AUTHORIZATION")
     if auth and auth[:6].lower() == "basic ":
+        import base64  # here: only this atom needs it (and binascii, struct)
+        import binascii
         try:
             decoded = base64.b64decode(auth[6:].strip(), validate=True).decode("latin-1")
         except (binascii.Error, ValueError):

@@ -43,8 +43,8 @@ Forwarded headers (from trusted peers only; ``--forwarded-allow-ips``):
   are not a valid host, port or scheme are ignored.
 """
 
-import ipaddress
 import re
+import socket
 import weakref
 
 __all__ = ["listener_options", "forwarded_handler", "Trust", "PROTOCOLS"]
@@ -109,11 +109,32 @@ def listener_options(config, sock):
 # ----------------------------------------------------------------------------- trust
 
 
+# An IPv4 address as ipaddress writes it (no leading zeros, octets 0-255): a peer
+# address in this form is the trusted host of the same spelling, or no host.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}")
+
+
+def _is_ipv6_address(text):
+    """A plain IPv6 address (no /prefix, no %scope), without importing ipaddress."""
+    try:
+        socket.inet_pton(socket.AF_INET6, text)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 class Trust:
     """callable(addr) -> bool for one --forwarded-allow-ips value.
 
     "" is a unix-socket peer.  Results are cached per address (the loop asks once
     per connection, and peers are few: the proxies).
+
+    ipaddress is imported only when needed: for networks, and for a peer that is
+    not an IPv4 address in canonical form.  With only IPv4 hosts, IPv6
+    addresses and "unix" (the default, "127.0.0.1,::1,unix"), an IPv4 peer is
+    judged by its spelling, which is what a socket peer and nginx's REMOTE_ADDR
+    look like.
     """
 
     CACHE_MAX = 4096
@@ -122,9 +143,24 @@ class Trust:
         items = [part.strip() for part in spec.split(",") if part.strip()]
         self.everyone = "*" in items
         self.unix = "unix" in items
-        self.networks = [ipaddress.ip_network(i, strict=False) for i in items
-                         if i not in ("*", "unix")]
+        self._addresses = [i for i in items if i not in ("*", "unix")]
+        self._ipv4_hosts = frozenset(i for i in self._addresses if _IPV4.fullmatch(i))
+        others = [i for i in self._addresses if i not in self._ipv4_hosts]
+        # IPv6 networks never hold an IPv4 address: an IPv4 peer's spelling is
+        # enough unless there are IPv4 networks (and those need ipaddress anyway)
+        self._by_spelling = all(_is_ipv6_address(i) for i in others)
+        self._networks = None
+        if not self._by_spelling:
+            self.networks  # noqa: B018 - a bad item raises ValueError here and now
         self._cache = {}
+
+    @property
+    def networks(self):
+        """The items as ipaddress networks (imports ipaddress)."""
+        if self._networks is None:
+            import ipaddress
+            self._networks = [ipaddress.ip_network(i, strict=False) for i in self._addresses]
+        return self._networks
 
     @classmethod
     def from_config(cls, config):
@@ -144,6 +180,9 @@ class Trust:
     def _check(self, addr):
         if addr == "":
             return self.unix
+        if self._by_spelling and _IPV4.fullmatch(addr):
+            return addr in self._ipv4_hosts
+        import ipaddress
         try:
             ip = ipaddress.ip_address(addr)
         except ValueError:
@@ -215,6 +254,7 @@ def _node(text):
         host = text            # IPv4, or a bare IPv6 (X-Forwarded-For has those)
     if port and not (_PORT.match(port) and int(port) <= 65535):
         port = ""              # an obfuscated port ("_x"): drop it, keep the address
+    import ipaddress
     try:
         ip = ipaddress.ip_address(host)
     except ValueError:

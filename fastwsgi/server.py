@@ -15,7 +15,6 @@ Contract:
 
 import logging
 import os
-import queue
 import resource
 import signal
 import socket
@@ -33,6 +32,24 @@ from fastwsgi import proxy
 __all__ = ["Server", "make_server", "run", "serve", "bind_sockets"]
 
 log = logging.getLogger("fastwsgi.error")
+
+
+def _idna_free(host):
+    """``host`` for getaddrinfo(), as bytes when that is what the idna codec makes of it.
+
+    getaddrinfo() encodes a str host with the idna codec, whose module imports
+    stringprep and unicodedata (kept for the life of the server).  For an ASCII
+    name whose labels are 1-63 bytes long (the last may be empty: "host.") the
+    codec returns the ASCII bytes; anything else stays a str, for the codec.
+    """
+    try:
+        raw = host.encode("ascii")
+    except UnicodeEncodeError:
+        return host
+    labels = raw.split(b".")
+    if all(0 < len(label) < 64 for label in labels[:-1]) and len(labels[-1]) < 64:
+        return raw
+    return host
 
 
 def _bind_one(addr, backlog, unix_mode, reuse_port=False):
@@ -61,7 +78,7 @@ def _bind_one(addr, backlog, unix_mode, reuse_port=False):
     host = addr.host
     if family == socket.AF_INET and host not in ("", "0.0.0.0"):
         # a host name: resolve it the way the kernel would connect
-        infos = socket.getaddrinfo(host, addr.port, 0, socket.SOCK_STREAM)
+        infos = socket.getaddrinfo(_idna_free(host), addr.port, 0, socket.SOCK_STREAM)
         family, _, _, _, sockaddr = infos[0]
         host = sockaddr[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -237,6 +254,8 @@ class AppThreads:
     """
 
     def __init__(self, loop, count):
+        import queue  # here: a server without --threads has no use for it
+
         self.loop = loop
         self.queue = queue.SimpleQueue()
         self.threads = [

@@ -116,6 +116,53 @@ def test_parser_is_generated_from_the_table():
     assert "--no-preload" in helptext
 
 
+@pytest.mark.parametrize("columns", [60, 100])
+def test_help_is_as_wide_as_the_terminal(monkeypatch, columns):
+    # (the parser is built with a fixed-width formatter, which is only used to
+    # check metavars: help, usage and errors get argparse's own)
+    monkeypatch.setenv("COLUMNS", str(columns))
+    lines = build_parser().format_help().splitlines()
+    assert max(len(line) for line in lines) == columns - 2
+
+
+def test_the_cli_drops_the_modules_parsing_imported(tmp_path):
+    """load_config(drop_parser_modules=True), as the CLI calls it: argparse and
+    what it imported leave sys.modules (a server would keep them for nothing);
+    a usage error found after parsing still gets argparse's message and exit 2."""
+    import subprocess
+    code = textwrap.dedent("""\
+        import sys
+        from fastwsgi.config import load_config
+        config, spec = load_config(sys.argv[1:], env={}, drop_parser_modules=True)
+        print(spec, config.bind, config.workers)
+        print(*[m for m in ("argparse", "gettext", "locale") if m in sys.modules])
+    """)
+
+    def run(*argv):
+        return subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=60)
+
+    # (site or a .pth file may import some of them before fastwsgi runs)
+    at_startup = subprocess.run([sys.executable, "-c", "import sys; print(*sys.modules)"],
+                                capture_output=True, text=True, timeout=60).stdout.split()
+    result = run("-b", "127.0.0.1:9", "-w", "3", "app:x")
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.splitlines()
+    assert first == "app:x ['127.0.0.1:9'] 3"
+    assert second.split() == [m for m in ("argparse", "gettext", "locale") if m in at_startup]
+    result = run("one:app", "two:app")
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[-1] == ("fastwsgi: error: more than one APP_SPEC: "
+                                              "one:app two:app (mount them: PREFIX=APP_SPEC)")
+    assert result.stderr.startswith("usage: fastwsgi [OPTIONS] APP_SPEC")
+
+
+def test_dropping_keeps_modules_imported_before():
+    import argparse
+    load_config(["app:x"], env={}, drop_parser_modules=True)
+    assert sys.modules["argparse"] is argparse
+
+
 # ------------------------------------------------------------------------ validators
 
 VALID = [

@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -161,6 +162,29 @@ def test_invalid_specs(spec, why):
         parse_app_spec(spec)
     message = str(info.value)
     assert why in message and "expected MODULE" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("expr,expected", [
+    # a plain dotted name is split without ast: the same result as ast's reading
+    ("app", ["app"]),
+    ("a.b.c", ["a", "b", "c"]),
+    ("match", ["match"]),                 # soft keywords are names
+    ("__debug__", ["__debug__"]),
+    ("a . b", ["a", "b"]),
+    ("\ufb01le", ["file"]),               # ast normalizes identifiers (NFKC)
+    ("class", "is not valid Python"),     # keywords are not
+    ("a.None", "is not valid Python"),
+    ("True", "must be a name or a call"),
+    ("a..b", "is not valid Python"),
+    ("a.", "is not valid Python"),
+    ("1a", "is not valid Python"),
+])
+def test_names_after_the_colon_as_python_reads_them(expr, expected):
+    if isinstance(expected, list):
+        assert parse_app_spec(f"mod:{expr}") == ("mod", expected, None)
+    else:
+        with pytest.raises(AppLoadError, match=re.escape(expected)):
+            parse_app_spec(f"mod:{expr}")
 
 
 def test_parse_app_spec_shapes():

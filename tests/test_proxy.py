@@ -29,6 +29,47 @@ def test_trust_networks_unix_and_everyone():
     assert Trust("*")("203.0.113.9") and Trust("*")("")
 
 
+def _trusted_by_ipaddress(spec, addr):
+    """The oracle: every item an ipaddress network, the peer an ipaddress address."""
+    import ipaddress
+    items = [i.strip() for i in spec.split(",") if i.strip()]
+    if "*" in items:
+        return True
+    if addr == "":
+        return "unix" in items
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    return any(ip in ipaddress.ip_network(i, strict=False)
+               for i in items if i not in ("*", "unix"))
+
+
+@pytest.mark.parametrize("spec", [
+    "127.0.0.1,::1,unix",                   # the default: IPv4 peers judged by spelling
+    "127.0.0.1,10.0.0.0/8,::1,unix",        # an IPv4 network: ipaddress throughout
+    "10.0.0.1,192.168.0.7,::ffff:127.0.0.1,2001:db8::/32",
+    "0.0.0.0,255.255.255.255,::",
+    "::1",
+    "192.168.1.7/32,fe80::1%eth0",
+])
+def test_trust_agrees_with_ipaddress(spec):
+    trust = Trust(spec)
+    for addr in ("127.0.0.1", "127.0.0.2", "10.0.0.1", "10.1.2.3", "192.168.0.7",
+                 "192.168.1.7", "0.0.0.0", "255.255.255.255", "127.0.0.01", "127.1",
+                 "1.2.3.4 ", "\uff11.2.3.4", "256.0.0.1", "::1", "0:0::1", "::",
+                 "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2001:db8::5", "fe80::1",
+                 "fe80::1%eth0", "", "unknown"):
+        assert trust(addr) == _trusted_by_ipaddress(spec, addr), addr
+
+
+@pytest.mark.parametrize("spec", ["::zz", "127.0.0.1,1::2::3", "10.0.0.0/33", "host"])
+def test_trust_rejects_a_bad_item_at_once(spec):
+    with pytest.raises(ValueError):
+        Trust(spec)
+
+
 def test_default_trusts_loopback_and_unix_only():
     config = Config()
     assert config.forwarded_allow_ips == "127.0.0.1,::1,unix"

@@ -1,0 +1,118 @@
+"""What a plain ``fastwsgi --bind HOST:PORT module:app`` process has imported.
+
+Every module costs resident memory for the life of the server (the peak RSS of
+a single-process server is mostly the interpreter and its modules), so the
+plain serving path imports only what it uses; settings that need more (CIDR
+networks in --forwarded-allow-ips, FACTORY(ARGS) specs, --threads, "did you
+mean" hints, --access-logfile) import it when they are used.
+
+The served app reports ``sorted(sys.modules)`` of the server process itself.
+Modules that the interpreter imports before any fastwsgi code runs (site, .pth
+files) are not fastwsgi's doing: a bare interpreter's are left out.
+"""
+
+import http.client
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import APPS
+
+APP = textwrap.dedent("""\
+    import sys
+
+    def app(environ, start_response):
+        body = "\\n".join(sorted(sys.modules)).encode()
+        start_response("200 OK", [("Content-Type", "text/plain"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+""")
+
+# Modules the plain serving path must not import; what importing each adds to the
+# peak RSS of a python that has imported logging and socket (3.11, x86-64), and
+# what needs it.
+NOT_IMPORTED = [
+    "difflib",                          # 150 KB: "did you mean" hints
+    "inspect", "dis",                   # 900 KB (with ast): hook signatures
+    "typing",                           # 390 KB: (was) NamedTuple
+    "ipaddress",                        # 200 KB: networks in --forwarded-allow-ips
+    "ast",                              # 390 KB: MODULE:FACTORY(ARGS) specs
+    "argparse", "gettext", "locale",    # 1.1 MB (a parser, with shutil): dropped
+    "shutil", "fnmatch", "bz2", "lzma",  # 580 KB: argparse's terminal width
+    "json",                             # 90 KB: fastwsgi.demo only
+    "queue",                            # 100 KB: --threads
+    "base64",                           # 220 KB: the access log's %(u)s atom
+    "encodings.idna", "stringprep", "unicodedata",  # 280 KB: getaddrinfo(str host)
+]
+
+
+def startup_modules():
+    """sys.modules of a bare interpreter in the environment the servers get."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (APPS, env.get("PYTHONPATH", "")) if p)
+    out = subprocess.run([sys.executable, "-c", "import sys; print(*sorted(sys.modules))"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    return set(out.split())
+
+
+def unwanted(modules):
+    baseline = startup_modules()
+    return sorted(m for m in NOT_IMPORTED if m in modules and m not in baseline)
+
+
+@pytest.fixture
+def modlist(tmp_path):
+    (tmp_path / "modlist_app.py").write_text(APP)
+    return tmp_path
+
+
+def _get(server, path="/"):
+    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("bind", ["127.0.0.1:0", "localhost:0"])
+def test_plain_serving_path_imports_little(serve, modlist, bind):
+    server = serve("--bind", bind, "modlist_app:app", cwd=str(modlist), bind=False)
+    status, body = _get(server)
+    assert status == 200
+    modules = set(body.split("\n"))
+    assert "fastwsgi._loop" in modules  # the report is the server's own
+    assert unwanted(modules) == []
+
+
+def test_modules_come_back_when_used(serve, modlist):
+    """The lazily imported modules still work where a setting needs them."""
+    server = serve("--bind", "127.0.0.1:0", "--forwarded-allow-ips", "10.0.0.0/8,127.0.0.1",
+                   "--threads", "2", "modlist_app:app", cwd=str(modlist), bind=False)
+    status, body = _get(server)
+    assert status == 200
+    modules = set(body.split("\n"))
+    assert {"ipaddress", "queue"} <= modules
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "LocalHost", "example.com.",
+                                  "x" * 63, "x" * 64, "a..b", ".a", "a.b..", "",
+                                  "b\u00fccher.example", "\u00e9"])
+def test_getaddrinfo_gets_what_the_idna_codec_makes_of_a_host(host):
+    """fastwsgi.server hands getaddrinfo() the bytes the idna codec would make of
+    an ASCII host (so the codec's module is not imported), else the str itself."""
+    from fastwsgi.server import _idna_free
+
+    try:
+        encoded = host.encode("idna")
+    except UnicodeError:
+        encoded = None
+    arg = _idna_free(host)
+    if isinstance(arg, bytes):
+        assert arg == encoded
+    else:
+        assert arg == host and (encoded is None or not host.isascii())

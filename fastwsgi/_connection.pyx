@@ -18,7 +18,8 @@ Contract (see _connection.pxd for the loop's call sequence):
   response, never a well-framed wrong one.  The iterable's close() runs exactly once.
 - Closing after a response shuts the write side first and discards input for a
   moment (lingering close), so unread request bytes never turn into a TCP reset that
-  destroys the response before the client reads it.
+  destroys the response before the client reads it.  A client that said it closes
+  (and whose request was read whole, with nothing after it) is closed at once.
 """
 
 cimport cython

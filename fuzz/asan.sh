@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build fastwsgi with FASTWSGI_DEBUG=1 (AddressSanitizer + UBSan, Cython bounds
-# checks on) in a copy of the tree, then run the parser-level suites under it:
-# the corpus, the fuzz regressions and the smuggling matrix.
+# checks on) in a copy of the tree, then run the parser-level suites under it
+# (the corpus, the fuzz regressions and the smuggling matrix), then the server
+# suites, whose servers run sanitized too.
 #
 #   bash fuzz/asan.sh [WORKDIR]      # default WORKDIR: /tmp/fw-asan
 #   REUSE=1 bash fuzz/asan.sh        # keep an earlier sanitizer build of WORKDIR
@@ -56,4 +57,26 @@ if grep -qE "ERROR: AddressSanitizer|runtime error:|UndefinedBehaviorSanitizer" 
     exit 1
 fi
 echo "== pytest exit status $status; no sanitizer report"
+[ "$status" = 0 ] || exit "$status"
+
+# The servers the tests start inherit the preload and options; their reports go
+# to files (log_path), since their stderr belongs to the test fixtures.
+SERVER_LOG="$WORK/asan-server-tests.log"
+rm -f "$WORK"/asan-server.*
+export ASAN_OPTIONS="$ASAN_OPTIONS:log_path=$WORK/asan-server"
+export UBSAN_OPTIONS="$UBSAN_OPTIONS:log_path=$WORK/asan-server"
+echo "== running the server suites against sanitized servers"
+set +e
+"$PY" -m pytest -q -p no:cacheprovider \
+    tests/test_server_http.py tests/test_server_app.py tests/test_server_limits.py \
+    tests/test_proxy.py tests/test_misbehaving_apps.py tests/test_smuggling.py \
+    2>&1 | tee "$SERVER_LOG"
+status=${PIPESTATUS[0]}
+set -e
+if ls "$WORK"/asan-server.* > /dev/null 2>&1 || \
+        grep -qE "ERROR: AddressSanitizer|runtime error:|UndefinedBehaviorSanitizer" "$SERVER_LOG"; then
+    echo "== sanitizer report found: $(ls "$WORK"/asan-server.* 2>/dev/null) $SERVER_LOG"
+    exit 1
+fi
+echo "== pytest exit status $status; no sanitizer report from the servers"
 exit "$status"

@@ -1,4 +1,4 @@
-"""python -m bench [options]  |  python -m bench parser [options]"""
+"""python -m bench [options]  |  python -m bench parser|idle|instructions [options]"""
 import sys
 
 from .cli import main

@@ -17,7 +17,9 @@ RUN_HELP = """Compare fastwsgi with other WSGI servers under wrk.
 Every server runs one worker pinned to CPU 0, wrk runs on CPU 1; rounds are
 interleaved and each run is checked for correct answers before and after.
 Results: OUT/results.md, OUT/results.json, OUT/ratios.png.
-Parser micro-benchmark: python -m bench parser --help"""
+Parser micro-benchmark: python -m bench parser --help
+Idle connections: python -m bench idle --help
+Instructions per request (callgrind): python -m bench instructions --help"""
 
 
 def _names(known, what):
@@ -75,6 +77,9 @@ def main(argv):
     if argv and argv[0] == "idle":
         from . import idle
         return idle.main(argv[1:])
+    if argv and argv[0] == "instructions":
+        from . import instructions
+        return instructions.main(argv[1:])
     if argv and argv[0] == "parser":
         from . import parser_bench
         opts = parser_bench_parser().parse_args(argv[1:])

@@ -11,7 +11,6 @@ Modules that the interpreter imports before any fastwsgi code runs (site, .pth
 files) are not fastwsgi's doing: a bare interpreter's are left out.
 """
 
-import http.client
 import os
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import textwrap
 import pytest
 
 from conftest import APPS
+from process_helpers import get
 
 APP = textwrap.dedent("""\
     import sys
@@ -69,20 +69,10 @@ def modlist(tmp_path):
     return tmp_path
 
 
-def _get(server, path="/"):
-    conn = http.client.HTTPConnection(server.host, server.port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
-
-
 @pytest.mark.parametrize("bind", ["127.0.0.1:0", "localhost:0"])
 def test_plain_serving_path_imports_little(serve, modlist, bind):
     server = serve("--bind", bind, "modlist_app:app", cwd=str(modlist), bind=False)
-    status, body = _get(server)
+    status, body = get(server)
     assert status == 200
     modules = set(body.split("\n"))
     assert "fastwsgi._loop" in modules  # the report is the server's own
@@ -93,7 +83,7 @@ def test_modules_come_back_when_used(serve, modlist):
     """The lazily imported modules still work where a setting needs them."""
     server = serve("--bind", "127.0.0.1:0", "--forwarded-allow-ips", "10.0.0.0/8,127.0.0.1",
                    "--threads", "2", "modlist_app:app", cwd=str(modlist), bind=False)
-    status, body = _get(server)
+    status, body = get(server)
     assert status == 200
     modules = set(body.split("\n"))
     assert {"ipaddress", "queue"} <= modules

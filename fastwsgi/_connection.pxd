@@ -15,6 +15,22 @@
 from fastwsgi._parser cimport RequestParser, Limits
 from fastwsgi._writer cimport OutBuf
 
+
+# the monotonic clock, in seconds: deadlines and timeouts of the connection and the loop
+cdef extern from "time.h" nogil:
+    ctypedef int clockid_t
+    struct timespec:
+        long tv_sec
+        long tv_nsec
+    int clock_gettime(clockid_t clk, timespec* ts)
+    clockid_t CLOCK_MONOTONIC
+
+
+cdef inline double now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
 cdef enum Want:
     WANT_CLOSE = 0
     WANT_READ = 1

@@ -78,20 +78,6 @@ cdef extern from "sys/sendfile.h" nogil:
 cdef extern from "unistd.h" nogil:
     int c_close "close"(int fd)
 
-cdef extern from "time.h" nogil:
-    ctypedef int clockid_t
-    struct timespec:
-        long tv_sec
-        long tv_nsec
-    int clock_gettime(clockid_t clk, timespec* ts)
-    clockid_t CLOCK_MONOTONIC
-
-
-cdef inline double now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
-
 
 def monotonic():
     return now()

@@ -18,7 +18,7 @@ from libc.string cimport memset
 
 from fastwsgi._connection cimport (Connection, ServerState, WANT_CLOSE, WANT_READ,
                                    WANT_WRITE, WANT_NONE, WANT_UNREGISTERED, ST_READ,
-                                   ST_APP)
+                                   ST_APP, now)
 
 import collections
 import os
@@ -107,20 +107,6 @@ cdef extern from "unistd.h" nogil:
     ssize_t read(int fd, void* buf, size_t n)
     ssize_t write(int fd, const void* buf, size_t n)
     int c_close "close"(int fd)
-
-cdef extern from "time.h" nogil:
-    ctypedef int clockid_t
-    struct timespec:
-        long tv_sec
-        long tv_nsec
-    int clock_gettime(clockid_t clk, timespec* ts)
-    clockid_t CLOCK_MONOTONIC
-
-
-cdef inline double now() noexcept nogil:
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 DEF MAX_EVENTS = 512

@@ -23,6 +23,8 @@ __all__ = [
     "BodyTooLarge",
     "ResponseError",
     "ClientDisconnected",
+    "RequestTimeout",
+    "BodyTimeout",
 ]
 
 
@@ -109,3 +111,22 @@ class ResponseError(FastWSGIError):
 
 class ClientDisconnected(FastWSGIError, OSError):
     """The client went away while the application read its body or wrote a response."""
+
+
+class BodyTimeout(HttpParserError):
+    """The request body did not arrive in time (too slow, or stalled): 408 and close."""
+
+    status_code = 408
+    reason = "Request Timeout"
+
+
+class RequestTimeout(BaseException):
+    """Raised *inside the thread running the application* when its request passed
+    ``--timeout``; the client has been (or is being) answered 504 Gateway Timeout.
+
+    A ``BaseException``, not an ``Exception``: an app's ``except Exception`` must not
+    swallow it and carry on with a request that has already been answered.
+    """
+
+    status_code = 504
+    reason = "Gateway Timeout"

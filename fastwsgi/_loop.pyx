@@ -9,6 +9,13 @@ returns.  epoll_wait runs without the GIL.  Python signal handlers run promptly:
 the loop's wakeup pipe is meant for signal.set_wakeup_fd(), and a byte on it makes
 the loop call PyErr_CheckSignals(); an exception a handler raises ends run().
 An exception from one connection is logged and closes that connection only.
+
+Ownership (see fastwsgi/_conn_state.pxi): a connection handed to an app thread
+(WANT_NONE) is registered with no events and EPOLLONESHOT, so epoll reports its
+hang-up at most once; the loop then only records it (conn.hangup) and never reads,
+writes, closes or calls into the connection until the thread hands it back
+(handback -> _resume_done, which makes the loop its owner again).  Dispatch, the
+timeout sweep and eviction all skip connections the loop does not own.
 """
 
 cimport cython
@@ -18,7 +25,7 @@ from libc.string cimport memset
 
 from fastwsgi._connection cimport (Connection, ServerState, WANT_CLOSE, WANT_READ,
                                    WANT_WRITE, WANT_NONE, WANT_UNREGISTERED, ST_READ,
-                                   ST_APP, now)
+                                   OWNER_LOOP, now)
 
 import collections
 import os
@@ -39,7 +46,7 @@ cdef extern from "sys/epoll.h" nogil:
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event* ev)
     int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
-    int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLEXCLUSIVE
+    int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLEXCLUSIVE, EPOLLONESHOT
     int EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL, EPOLL_CLOEXEC
 
 cdef extern from "sys/socket.h" nogil:
@@ -258,8 +265,9 @@ cdef class Loop:
         while self.done:
             conn = self.done.popleft()
             self.in_app -= 1
+            conn.owner = OWNER_LOOP
             try:
-                want = conn._resume_from_app()
+                want = conn.on_resume()
             except Exception as exc:
                 self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
                 want = WANT_CLOSE
@@ -338,7 +346,8 @@ cdef class Loop:
         cdef Connection conn
         cdef list idle = []
         for conn in self.conns.values():
-            if conn.state == ST_READ and conn.is_idle() and conn.interest != WANT_UNREGISTERED:
+            if (conn.owner == OWNER_LOOP and conn.state == ST_READ and conn.is_idle()
+                    and conn.interest != WANT_UNREGISTERED):
                 idle.append(conn)
                 if len(idle) == EVICT_BATCH:
                     break
@@ -378,8 +387,9 @@ cdef class Loop:
                 op = EPOLL_CTL_ADD
             conn.interest = want
             try:
+                # WANT_NONE: an app thread owns it; a hang-up is reported once
                 self._ctl(op, fd, EPOLLIN if want == WANT_READ else
-                          (EPOLLOUT if want == WANT_WRITE else 0))
+                          (EPOLLOUT if want == WANT_WRITE else EPOLLONESHOT))
             except OSError:
                 self._drop(conn)
 
@@ -397,6 +407,8 @@ cdef class Loop:
         cdef int want
         self.st.deferred = []
         for conn in batch:
+            if conn.owner != OWNER_LOOP:
+                continue
             try:
                 want = conn.send_deferred()
             except Exception as exc:
@@ -407,6 +419,11 @@ cdef class Loop:
 
     cdef int _dispatch(self, Connection conn, uint32_t events) except -1:
         cdef int want
+        if conn.owner != OWNER_LOOP:
+            # an app thread owns it: record what epoll saw, for the owner to act on
+            if events & (EPOLLERR | EPOLLHUP):
+                conn.hangup = True
+            return 0
         try:
             if conn.interest == WANT_WRITE:
                 want = conn.on_writable()
@@ -428,7 +445,7 @@ cdef class Loop:
         cdef Connection conn
         cdef list expired = []
         for conn in self.conns.values():
-            if conn.state == ST_APP:
+            if conn.owner != OWNER_LOOP:
                 continue
             if conn.deadline <= t:
                 expired.append(conn)

@@ -42,6 +42,7 @@ cdef int _handle_request(Connection self) except -1:
     self.chunked = False
     self.no_body = False
     self.resp_sent = False
+    self.resp_mark = self.out.len
     self.remaining = -1
     self.known_length = -1
     self.body_bytes = 0

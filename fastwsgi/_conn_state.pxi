@@ -197,7 +197,7 @@ cdef class Connection:
         thread).  -1: no app thread owns the connection.  Else shut the socket both
         ways and abandon the connection (its app thread's later I/O raises
         ClientDisconnected and writes nothing); 504 if a 504 page could be sent
-        first (nothing of the response was framed yet), else 0."""
+        first (no byte of the response had been sent), else 0."""
         cdef bytes page
         cdef int code = 0
         if self.owner != OWNER_APP or self.fd < 0 or self.state == ST_CLOSED:
@@ -205,11 +205,19 @@ cdef class Connection:
         if self.abandoned:
             return 0
         self.abandoned = True
-        if not self.head_framed and not self.resp_sent and self.out.len == 0 and self.big is None:
+        if not self.resp_sent:
+            # nothing of this response reached the socket: drop what it framed (the
+            # output before resp_mark belongs to earlier responses) and say 504
+            self.out.len = self.resp_mark
+            self.big = None
+            self.crlf_after_big = False
+            self.sf_fd = -1
             page = error_page(504, "Gateway Timeout")
-            if send(self.fd, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page),
-                    MSG_NOSIGNAL | MSG_DONTWAIT) == PyBytes_GET_SIZE(page):
+            ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
+            if send(self.fd, self.out.data, self.out.len,
+                    MSG_NOSIGNAL | MSG_DONTWAIT) == self.out.len:
                 code = 504
+            self.out.len = 0
         shutdown(self.fd, SHUT_RDWR)
         return code
 

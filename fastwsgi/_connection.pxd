@@ -157,6 +157,7 @@ cdef class Connection:
     cdef long long sf_off
     cdef long long sf_left
     cdef bint resp_sent             # a byte of the current response reached the socket
+    cdef Py_ssize_t resp_mark       # out.len when the response began (before: earlier ones)
 
     # the current response
     cdef object environ

@@ -144,6 +144,7 @@ cdef class Loop:
     cdef public Py_ssize_t threads      # app threads (0: the app runs on this thread)
     cdef Py_ssize_t in_app              # connections handed to app threads
     cdef object done                    # connections app threads handed back
+    cdef object adopted                 # (fd, addr, port) given to adopt(), not yet served
 
     def __cinit__(self):
         self.epfd = -1
@@ -156,6 +157,7 @@ cdef class Loop:
         st.deferred = []
         self.conns = {}
         self.done = collections.deque()
+        self.adopted = collections.deque()
         self.listeners = {}
         self.addr_cache = {}
         self.max_connections = max_connections if max_connections > 0 else (1 << 30)
@@ -216,6 +218,31 @@ cdef class Loop:
         if self.accepting or not self.stopping:
             # EPOLLEXCLUSIVE: with several workers on one socket, one wakes per connection
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE)
+
+    def adopt(self, sock, str remote_addr="", str remote_port=""):
+        """Serve an already connected socket (thread-safe; the loop takes its fd once
+        it runs): for tests that drive a connection over socket.socketpair(), and for
+        embedding."""
+        sock.setblocking(False)
+        self.adopted.append((sock.detach(), remote_addr, remote_port))
+        try:
+            os.write(self.wake_w, b"\2")
+        except OSError:
+            pass
+
+    cdef int _adopt_pending(self) except -1:
+        cdef Connection conn
+        while self.adopted:
+            fd, remote_addr, remote_port = self.adopted.popleft()
+            try:
+                conn = Connection(self.st, fd, remote_addr, remote_port)
+            except BaseException:
+                c_close(fd)
+                raise
+            self.conns[fd] = conn
+            conn.interest = WANT_UNREGISTERED
+            self._dispatch(conn, EPOLLIN)
+        return 0
 
     cdef void _pause_accepting(self) noexcept:
         if not self.accepting:
@@ -477,6 +504,8 @@ cdef class Loop:
                 break
             if self.done:
                 self._resume_done()
+            if self.adopted:
+                self._adopt_pending()
             if self.st.deferred:
                 self._flush_deferred()   # before sleeping in epoll_wait
             if self.st.stop_requested and not self.stopping:

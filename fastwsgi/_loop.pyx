@@ -31,6 +31,8 @@ import collections
 import os
 import socket
 
+from fastwsgi.errors import RequestTimeout
+
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
 
@@ -225,24 +227,36 @@ cdef class Loop:
         embedding."""
         sock.setblocking(False)
         self.adopted.append((sock.detach(), remote_addr, remote_port))
-        try:
-            os.write(self.wake_w, b"\2")
-        except OSError:
-            pass
+        self._wake(b"\2")
 
     cdef int _adopt_pending(self) except -1:
-        cdef Connection conn
         while self.adopted:
             fd, remote_addr, remote_port = self.adopted.popleft()
-            try:
-                conn = Connection(self.st, fd, remote_addr, remote_port)
-            except BaseException:
-                c_close(fd)
-                raise
-            self.conns[fd] = conn
-            conn.interest = WANT_UNREGISTERED
-            self._dispatch(conn, EPOLLIN)
+            self._serve_new(self._new_connection(fd, remote_addr, remote_port))
         return 0
+
+    cdef Connection _new_connection(self, int fd, str remote, str port):
+        """A Connection for an accepted fd (closed if that fails)."""
+        try:
+            return Connection(self.st, fd, remote, port)
+        except BaseException:
+            c_close(fd)
+            raise
+
+    cdef int _serve_new(self, Connection conn) except -1:
+        """Serve what has arrived right away; only a connection that stays open is
+        registered with epoll (a one-shot one never is)."""
+        self.conns[conn.fd] = conn
+        conn.interest = WANT_UNREGISTERED
+        self._dispatch(conn, EPOLLIN)
+        return 0
+
+    cdef void _wake(self, bytes why) noexcept:
+        """Wake epoll_wait from another thread or a signal handler."""
+        try:
+            os.write(self.wake_w, why)
+        except BaseException:
+            pass
 
     cdef void _pause_accepting(self) noexcept:
         if not self.accepting:
@@ -273,18 +287,12 @@ cdef class Loop:
             self.graceful_deadline = now() + self.graceful_timeout
             # every response from now on says Connection: close
             self.st.stop_requested = True
-        try:
-            os.write(self.wake_w, b"\0")
-        except OSError:
-            pass
+        self._wake(b"\0")
 
     def handback(self, conn):
         """An app thread is done with `conn` (thread-safe): the loop takes it back."""
         self.done.append(conn)
-        try:
-            os.write(self.wake_w, b"\1")
-        except OSError:
-            pass
+        self._wake(b"\1")
 
     cdef int _resume_done(self) except -1:
         cdef Connection conn
@@ -338,28 +346,21 @@ cdef class Loop:
                 inet_ntop(AF_INET6, &(<sockaddr_in6*>&addr).sin6_addr, host, sizeof(host))
                 remote = self._intern_addr(host)
                 port = host[:_put_uint(host, ntohs((<sockaddr_in6*>&addr).sin6_port))].decode("ascii")
-            try:
-                conn = Connection(self.st, fd, remote, port)
-                conn.protocol = entry[2]
-                conn.proxy_pending = entry[3]
-                if entry[4] is not None:
-                    # trust(remote) is a Python call; its answers are kept per
-                    # listener (peers are few: the proxies), bounded like addr_cache
-                    memo = <dict>entry[5]
-                    trusted = memo.get(remote)
-                    if trusted is None:
-                        trusted = bool(entry[4](remote))
-                        if len(memo) < 4096:
-                            memo[remote] = trusted
-                    conn.trusted = trusted
-            except BaseException:
-                c_close(fd)
-                raise
-            self.conns[fd] = conn
-            # serve what has arrived right away; only a connection that stays
-            # open is registered with epoll (a one-shot one never is)
-            conn.interest = WANT_UNREGISTERED
-            self._dispatch(conn, EPOLLIN)
+            # (from here on the connection owns fd: it closes it if what follows fails)
+            conn = self._new_connection(fd, remote, port)
+            conn.protocol = entry[2]
+            conn.proxy_pending = entry[3]
+            if entry[4] is not None:
+                # trust(remote) is a Python call; its answers are kept per
+                # listener (peers are few: the proxies), bounded like addr_cache
+                memo = <dict>entry[5]
+                trusted = memo.get(remote)
+                if trusted is None:
+                    trusted = bool(entry[4](remote))
+                    if len(memo) < 4096:
+                        memo[remote] = trusted
+                conn.trusted = trusted
+            self._serve_new(conn)
             if len(self.conns) >= self.max_connections and not self._evict_idle():
                 self._pause_accepting()
                 return 0
@@ -458,6 +459,11 @@ cdef class Loop:
                 want = conn.on_readable()
         except Exception as exc:
             self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
+            want = WANT_CLOSE
+        except RequestTimeout:
+            # the --timeout watchdog's exception landed outside the app (it raced
+            # with the app's return): it is for the request, not for the loop
+            self.st.logger.error("request timed out; closing its connection")
             want = WANT_CLOSE
         except BaseException:
             self._drop(conn)         # KeyboardInterrupt, SystemExit: stop the loop
@@ -564,7 +570,8 @@ cdef class Loop:
         """Close every connection (the listeners belong to the caller)."""
         cdef Connection conn
         for conn in list(self.conns.values()):
-            conn.close()
+            if conn.owner == OWNER_LOOP:
+                conn.close()     # (one an app thread still runs is left to it)
         self.conns.clear()
         for fd in list(self.listeners):
             try:

@@ -150,6 +150,38 @@ def recv_all(sock):
     return data
 
 
+def wait_until(predicate, timeout=5.0):
+    """Poll predicate() until it is true (or timeout); returns its last value."""
+    deadline = time.monotonic() + timeout
+    while not (value := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return value
+
+
+class Trickle:
+    """`with Trickle(sock, data, every):` sends data every `every` seconds meanwhile."""
+
+    def __init__(self, sock, data, every):
+        self.sock, self.data, self.every = sock, data, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self.stop.wait(self.every):
+            try:
+                self.sock.sendall(self.data)
+            except OSError:
+                return
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(3)
+
+
 def post(path, body=b"", headers=()):
     head = f"POST {path} HTTP/1.1\r\nHost: t\r\n".encode()
     for name, value in headers:
@@ -255,9 +287,7 @@ def test_body_past_the_threshold_is_spooled_to_an_unlinked_file(harness, mode, t
     for files in seen:
         assert len(files) == 1 and files[0].endswith("(deleted)"), files
     assert os.listdir(tmp_path) == []
-    deadline = time.monotonic() + 5
-    while spooled() and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: not (spooled()))
     assert spooled() == [], "the spool file outlived its request"
     assert h.records.tracebacks() == []
 
@@ -313,18 +343,7 @@ def test_trickled_body_gets_408_and_holds_no_one(harness, mode, kind):
     if kind == "expect":
         got = slow.recv(100)
         assert got == b"HTTP/1.1 100 Continue\r\n\r\n"
-    stop = threading.Event()
-
-    def trickle():
-        while not stop.wait(0.2):
-            try:
-                slow.sendall(drip)
-            except OSError:
-                return
-
-    dripper = threading.Thread(target=trickle, daemon=True)
-    dripper.start()
-    try:
+    with Trickle(slow, drip, 0.2):
         other = h.client()
         other.sendall(post("/", b"hi", [("Content-Length", "2")]))
         assert read_response(other)[2] == expected(b"hi")
@@ -334,9 +353,6 @@ def test_trickled_body_gets_408_and_holds_no_one(harness, mode, kind):
             slow.recv(1)
         slow.setblocking(True)
         data = recv_all(slow)
-    finally:
-        stop.set()
-        dripper.join(2)
     assert data.startswith(b"HTTP/1.1 408 "), data
     assert [c["PATH_INFO"] for c in calls] == ["/"]     # only the other client's
     assert h.records.tracebacks() == []
@@ -478,15 +494,11 @@ def test_reset_while_an_app_thread_owns_the_connection(harness):
         c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         c.close()                   # RST
         conn = h.owned[-1]
-        deadline = time.monotonic() + 5
-        while not conn.hangup and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: conn.hangup)
         assert conn.hangup, "the loop did not record the hang-up"
         assert [e[0] for e in events] == ["next-start"], events   # the loop left it alone
         release.set()
-        deadline = time.monotonic() + 5
-        while not any(e[0] == "close" for e in events) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: any(e[0] == "close" for e in events))
         time.sleep(0.1)
         kinds = [e[0] for e in events]
         assert kinds.count("close") == 1, events
@@ -515,18 +527,14 @@ def test_app_timed_out_answers_504_and_abandons_the_thread(harness):
     h = harness(app, "threads").start()
     c = h.client()
     c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    deadline = time.monotonic() + 5
-    while not h.owned and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: h.owned)
     conn = h.owned[0]
     assert conn.app_timed_out() == 504
     assert conn.app_timed_out() == 0          # once
     data = recv_all(c)
     assert data.startswith(b"HTTP/1.1 504 ") and data.endswith(b"504 Gateway Timeout\n"), data
     release.set()
-    deadline = time.monotonic() + 5
-    while h.loop.connections and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: not (h.loop.connections))
     assert wrote == ["refused"]
     assert h.loop.connections == 0
     assert conn.app_timed_out() == -1         # the loop owns (and closed) it now
@@ -547,9 +555,7 @@ def test_app_timed_out_once_the_head_is_framed(harness, sent):
     h = harness(app, "threads").start()
     c = h.client()
     c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
-    deadline = time.monotonic() + 5
-    while not h.owned and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_until(lambda: h.owned)
     if sent:
         assert c.recv(12) == b"HTTP/1.1 200"
     else:

@@ -15,12 +15,12 @@ to end, with the default server and with --threads:
 import json
 import socket
 import struct
-import threading
 import time
 
 import pytest
 
 from conftest import read_response
+from test_connection import Trickle, recv_all
 
 THREADS = [["--threads", "1"], ["--threads", "4"]]
 IDS = ["inline", "threads"]
@@ -50,40 +50,15 @@ def test_one_byte_per_second_body_holds_no_one_and_gets_408(serve, kind):
         slow.sendall(b"y" * 1000000)       # a large start (spooled), then a trickle
     if kind == "expect":
         assert slow.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
-    stop = threading.Event()
-
-    def trickle():
-        while not stop.wait(1.0):          # 1 byte/s
-            try:
-                slow.sendall(b"z")
-            except OSError:
-                return
-
-    dripper = threading.Thread(target=trickle, daemon=True)
-    dripper.start()
-    try:
-        answered = 0
+    with Trickle(slow, b"z", 1.0):          # 1 byte/s
         for _ in range(5):
             assert get(srv, "/echo") == (200, b"0 None True")
-            answered += 1
         # every other client was answered while the slow one still waits for its answer
         slow.setblocking(False)
         with pytest.raises(BlockingIOError):
             slow.recv(1)
         slow.settimeout(15)
-        data = b""
-        while True:
-            try:
-                got = slow.recv(65536)
-            except ConnectionResetError:
-                break
-            if not got:
-                break
-            data += got
-    finally:
-        stop.set()
-        dripper.join(3)
-    assert answered == 5
+        data = recv_all(slow)
     assert data.startswith(b"HTTP/1.1 408 "), data
     assert srv.alive() and "Traceback" not in srv.output, srv.output
 

@@ -104,15 +104,12 @@ cdef int _save_input(Connection self) except -1:
 
 
 cdef int _start_body(Connection self) except -1:
-    """A head announcing a body was parsed: receive it before the app (ST_BODY)."""
+    """A head announcing a body was parsed: receive it before the app (ST_BODY).
+    (_serve sends 100 Continue if the body is not whole at once and the client
+    waits for it.)"""
     self.state = ST_BODY
     self.body_t0 = now()
     self.dlen = 0
-    if self.parser.expect_continue and not self.sent_continue:
-        # the client waits for this before it sends the body (RFC 9110 §10.1.1);
-        # it goes out with this round's send
-        self.sent_continue = True
-        ob_write(&self.out, PyBytes_AS_STRING(CONTINUE), PyBytes_GET_SIZE(CONTINUE))
     _body_deadline(self)
     return 0
 
@@ -252,9 +249,7 @@ cdef Py_ssize_t _recv_blocking(Connection self, char* dst, Py_ssize_t size) exce
     cdef double blocked
     if self.abandoned:
         raise ClientDisconnected("the request timed out: its body is no longer read")
-    if self.parser.expect_continue and not self.sent_continue:
-        self.sent_continue = True
-        ob_write(&self.out, PyBytes_AS_STRING(CONTINUE), PyBytes_GET_SIZE(CONTINUE))
+    if _queue_continue(self):
         _flush_blocking(self)
     while True:
         n = recv(self.fd, dst, size, 0)

@@ -2,6 +2,7 @@
 # Included by _connection.pxd; the functions are direct C calls inside the extension.
 
 cdef bytes error_page(int code, str reason)
+cdef bint _queue_continue(Connection self) except -1
 cdef int _frame_head(Connection self) except -1
 cdef int _write_body(Connection self, bytes data) except -1
 cdef int _queue_big(Connection self, bytes data, Py_ssize_t n) except -1

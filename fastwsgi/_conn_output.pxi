@@ -11,7 +11,8 @@
 #   io_timeout per poll, with the watchdog paused meanwhile (waiting for a slow
 #   client is not app time).  Once the connection is abandoned (app_timed_out) every
 #   send raises ClientDisconnected and writes nothing.
-# - error_page(code, reason) is a complete, closing error response.
+# - error_page(code, reason) is a complete, closing error response; _queue_continue
+#   queues the interim 100 Continue (once per request).
 
 cdef dict _ERROR_PAGES = {}
 
@@ -25,6 +26,16 @@ cdef bytes error_page(int code, str reason):
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode("latin-1") + body
         _ERROR_PAGES[code] = page
     return page
+
+
+cdef bint _queue_continue(Connection self) except -1:
+    """Queue 100 Continue if the client waits for it before it sends its body
+    (RFC 9110 §10.1.1) and it was not sent yet.  True if queued."""
+    if not self.parser.expect_continue or self.sent_continue:
+        return False
+    self.sent_continue = True
+    ob_write(&self.out, PyBytes_AS_STRING(CONTINUE), PyBytes_GET_SIZE(CONTINUE))
+    return True
 
 
 cdef int _frame_head(Connection self) except -1:

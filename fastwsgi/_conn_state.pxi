@@ -271,12 +271,7 @@ cdef int _serve(Connection self) except -1:
             _start_body(self)
             try:
                 if not _receive_body(self):
-                    if p.expect_continue and not self.sent_continue:
-                        # the client waits for this before it sends the body
-                        # (RFC 9110 §10.1.1); it goes out with this round's send
-                        self.sent_continue = True
-                        ob_write(&self.out, PyBytes_AS_STRING(CONTINUE),
-                                 PyBytes_GET_SIZE(CONTINUE))
+                    _queue_continue(self)      # goes out with this round's send
                     break
             except HttpParserError as exc:
                 return _reject(self, exc)

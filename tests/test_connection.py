@@ -618,3 +618,41 @@ def test_request_timeout_inline_answers_504_or_aborts_and_the_loop_goes_on(harne
     other.sendall(b"GET /quick HTTP/1.1\r\nHost: t\r\n\r\n")
     assert read_response(other)[2] == b"quick"
     assert h.thread.is_alive()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_watchdog_counts_app_time_only(harness, mode):
+    """The watchdog slot (the --timeout clock) holds the app's start while the app
+    runs, is cleared while its thread waits for a client that does not read, and
+    comes back shifted by the time waited."""
+    started, wrote, release = threading.Event(), threading.Event(), threading.Event()
+    t_start = []
+
+    def app(environ, start_response):
+        t_start.append(time.monotonic())
+        started.set()
+        write = start_response("200 OK", [("Content-Length", str(8 << 20))])
+        write(b"x" * (8 << 20))            # blocks: the client does not read yet
+        wrote.set()
+        release.wait(5)
+        return []
+
+    h = harness(app, mode)
+    slots = bytearray(8 * 5)
+    h.state.set_watchdog(slots, 5)
+    h.start()
+    values = lambda: struct.unpack("5d", bytes(slots))   # noqa: E731
+    c = h.client()
+    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+    assert started.wait(5)
+    time.sleep(0.5)
+    assert not wrote.is_set()
+    assert values() == (0.0,) * 5, "the wait for the client counted as app time"
+    reader = threading.Thread(target=recv_all, args=(c,), daemon=True)
+    reader.start()
+    assert wrote.wait(10)
+    running = [v for v in values() if v]
+    assert len(running) == 1
+    assert running[0] >= t_start[0] + 0.5      # shifted by the time waited
+    release.set()
+    assert wait_until(lambda: values() == (0.0,) * 5)

@@ -402,6 +402,7 @@ cdef int _reject(Connection self, exc) except -1:
                          exc.status_code, exc)
     ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
     self.cur_len = 0
+    _detach_input(self)            # a body received so far (spool file included)
     self.close_after = True
     self.client_closes = False
     return _linger(self)

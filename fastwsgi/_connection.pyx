@@ -151,7 +151,7 @@ cdef class ServerState:
                  str server_header="fastwsgi", double keep_alive=5.0,
                  double header_timeout=10.0, double io_timeout=30.0, access_log=None,
                  logger=None, long long max_requests=0, double body_timeout=30.0,
-                 double body_min_rate=1024.0, Py_ssize_t body_buffer_size=524288,
+                 double body_min_rate=1024.0, Py_ssize_t body_buffer_size=65536,
                  body_temp_dir=None, bint stream_body=False):
         self.app = app
         self.base_environ = base_environ

@@ -614,9 +614,10 @@ SETTINGS = (
             "Bytes per second of request body that extend --body-timeout (a body "
             "arriving at least this fast is never cut off); 0: a fixed deadline.",
             flags=("--body-min-rate",), metavar="BYTES"),
-    Setting("body_buffer_size", "HTTP", positive_size, 524288,
+    Setting("body_buffer_size", "HTTP", positive_size, 65536,
             "Request body bytes kept in memory; a larger body is spooled to an "
-            "unlinked temporary file (in --body-temp-dir) until its request ends.",
+            "unlinked temporary file (in --body-temp-dir) until its request ends. "
+            "Bounds the memory of bodies in flight to this per connection.",
             flags=("--body-buffer-size",), metavar="BYTES"),
     Setting("body_temp_dir", "HTTP", existing_directory, None,
             "Directory of spooled request bodies (default: the system's temporary "

@@ -191,6 +191,11 @@ cdef class Loop:
         return len(self.conns)
 
     @property
+    def app_connections(self):
+        """Connections app threads own now (handed off, not yet taken back)."""
+        return self.in_app
+
+    @property
     def is_stopping(self):
         return self.stopping
 
@@ -396,7 +401,9 @@ cdef class Loop:
         return s
 
     cdef void _apply(self, Connection conn, int want) noexcept:
-        """Act on what a connection asked for: close it or change its interest."""
+        """Act on what a connection asked for: close it or change its interest.
+        WANT_NONE always means a new hand-off to an app thread (also straight
+        from _resume_done, for a pipelined request): it is counted in in_app."""
         cdef int fd = conn.fd
         cdef int op = EPOLL_CTL_MOD
         if want == WANT_CLOSE:
@@ -404,22 +411,26 @@ cdef class Loop:
             return
         if want == WANT_UNREGISTERED:      # "as before" from a connection never registered
             want = WANT_READ
-        if want != conn.interest:
-            if want == WANT_NONE:
-                self.in_app += 1
-                if self.threads and self.in_app >= self.threads:
-                    # every app thread is busy: new clients wait in the kernel's
-                    # backlog (for another worker) rather than in our memory
-                    self._pause_accepting()
+        if want == WANT_NONE:
+            self.in_app += 1
+            if self.threads and self.in_app >= self.threads:
+                # every app thread is busy: new clients wait in the kernel's
+                # backlog (for another worker) rather than in our memory
+                self._pause_accepting()
+        if want != conn.interest or want == WANT_NONE:
             if conn.interest == WANT_UNREGISTERED:
                 op = EPOLL_CTL_ADD
             conn.interest = want
             try:
                 # WANT_NONE: an app thread owns it; a hang-up is reported once
+                # (EPOLLONESHOT, re-armed by this MOD at each hand-off)
                 self._ctl(op, fd, EPOLLIN if want == WANT_READ else
                           (EPOLLOUT if want == WANT_WRITE else EPOLLONESHOT))
             except OSError:
-                self._drop(conn)
+                if conn.owner == OWNER_LOOP:
+                    self._drop(conn)
+                else:
+                    conn.hangup = True       # its owner closes it when done
 
     cdef void _drop(self, Connection conn) noexcept:
         self.conns.pop(conn.fd, None)

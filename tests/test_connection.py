@@ -105,36 +105,34 @@ def harness():
         h.stop()
 
 
-def read_response(sock):
-    """(status, headers dict, body) of one response; reads exactly its bytes."""
-    f = sock.makefile("rb")
-    try:
-        status_line = f.readline()
-        assert status_line.startswith(b"HTTP/1."), status_line
-        status = int(status_line.split()[1])
-        headers = {}
+def read_response(source):
+    """(status, headers dict, body) of one response, from a socket (one response
+    arrived alone) or from a file made with sock.makefile("rb") (pipelined ones)."""
+    f = source.makefile("rb") if isinstance(source, socket.socket) else source
+    status_line = f.readline()
+    assert status_line.startswith(b"HTTP/1."), status_line
+    status = int(status_line.split()[1])
+    headers = {}
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        body = f.read(int(headers["content-length"]))
+    elif headers.get("transfer-encoding") == "chunked":
+        body = b""
         while True:
-            line = f.readline()
-            if line in (b"\r\n", b""):
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
-        if "content-length" in headers:
-            body = f.read(int(headers["content-length"]))
-        elif headers.get("transfer-encoding") == "chunked":
-            body = b""
-            while True:
-                size = int(f.readline().split(b";")[0], 16)
-                if size == 0:
-                    f.readline()
-                    break
-                body += f.read(size)
+            size = int(f.readline().split(b";")[0], 16)
+            if size == 0:
                 f.readline()
-        else:
-            body = f.read()
-        return status, headers, body
-    finally:
-        f.detach() if hasattr(f, "detach") else None
+                break
+            body += f.read(size)
+            f.readline()
+    else:
+        body = f.read()
+    return status, headers, body
 
 
 def recv_all(sock):
@@ -656,3 +654,21 @@ def test_watchdog_counts_app_time_only(harness, mode):
     assert running[0] >= t_start[0] + 0.5      # shifted by the time waited
     release.set()
     assert wait_until(lambda: values() == (0.0,) * 5)
+
+
+def test_pipelined_requests_on_app_threads_are_counted(harness):
+    """Each hand-off to an app thread is counted once and each hand-back once, also
+    when the loop hands a pipelined request straight back to a thread: the count of
+    busy app threads (which pauses accepting) ends at zero."""
+    def app(environ, start_response):
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    h = harness(app, "threads").start()
+    c = h.client()
+    c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n" * 3)
+    responses = c.makefile("rb")
+    for _ in range(3):
+        assert read_response(responses)[2] == b"ok"
+    assert wait_until(lambda: h.loop.app_connections == 0)
+    assert h.loop.app_connections == 0

@@ -232,7 +232,7 @@ cdef int _serve(Connection self) except -1:
             try:
                 if not _receive_body(self):
                     break                # still arriving
-            except HttpParserError as exc:
+            except (HttpParserError, OSError) as exc:
                 return _reject(self, exc)        # bad chunk, too large: the app never runs
             want = _dispatch_request(self)
             if want != WANT_MORE:
@@ -273,7 +273,7 @@ cdef int _serve(Connection self) except -1:
                 if not _receive_body(self):
                     _queue_continue(self)      # goes out with this round's send
                     break
-            except HttpParserError as exc:
+            except (HttpParserError, OSError) as exc:
                 return _reject(self, exc)
         want = _dispatch_request(self)
         if want != WANT_MORE:
@@ -396,10 +396,18 @@ cdef int _flush_then(Connection self, int want) except -1:
 
 
 cdef int _reject(Connection self, exc) except -1:
-    """A malformed request: its status, Connection: close, lingering close."""
-    cdef bytes page = error_page(exc.status_code, exc.reason)
-    self.st.logger.debug("rejected request from %s: %s %s", self.remote_addr,
-                         exc.status_code, exc)
+    """A malformed request (an HttpParserError: its status), or a body the server
+    could not keep (an OSError of its spool file: 500): Connection: close,
+    lingering close."""
+    cdef bytes page
+    if isinstance(exc, HttpParserError):
+        page = error_page(exc.status_code, exc.reason)
+        self.st.logger.debug("rejected request from %s: %s %s", self.remote_addr,
+                             exc.status_code, exc)
+    else:
+        page = error_page(500, "Internal Server Error")
+        self.st.logger.error("cannot receive a request body from %s: %s",
+                             self.remote_addr, exc)
     ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
     self.cur_len = 0
     _detach_input(self)            # a body received so far (spool file included)

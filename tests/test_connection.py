@@ -672,3 +672,22 @@ def test_pipelined_requests_on_app_threads_are_counted(harness):
         assert read_response(responses)[2] == b"ok"
     assert wait_until(lambda: h.loop.app_connections == 0)
     assert h.loop.app_connections == 0
+
+
+def test_spool_failure_is_a_500_before_the_app(harness, tmp_path):
+    """A body that cannot be spooled (here: its directory is gone) gets a 500 and a
+    one-line error log, the app never runs, and the loop goes on serving."""
+    calls = []
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    h = harness(echo_app(calls), body_buffer_size=1024, body_temp_dir=str(spool_dir)).start()
+    spool_dir.rmdir()
+    c = h.client()
+    c.sendall(post("/", b"x" * 5000, [("Content-Length", "5000")]))
+    assert recv_all(c).startswith(b"HTTP/1.1 500 ")
+    assert calls == []
+    assert h.records.tracebacks() == []
+    assert [r.levelname for r in h.records.records] == ["ERROR"]
+    other = h.client()
+    other.sendall(post("/", b"hi", [("Content-Length", "2")]))
+    assert read_response(other)[2] == expected(b"hi")

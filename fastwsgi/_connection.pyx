@@ -53,6 +53,7 @@ cdef extern from "sys/socket.h" nogil:
     int shutdown(int fd, int how)
     int MSG_NOSIGNAL
     int SHUT_WR
+    int SHUT_RDWR
 
 cdef extern from "sys/uio.h" nogil:
     struct iovec:
@@ -487,6 +488,28 @@ cdef class Connection:
             raise
         finally:
             self.blocking_io = False
+
+    # --- issue 11 (supervise), minimal version: conn's app_timed_out() replaces it ---
+    def app_timed_out(self):
+        """The app thread running this connection passed --timeout (called by the
+        worker's watchdog thread, with the GIL, while that thread is still in the
+        app).  504 if no response byte went out (returns 504), else 0; then the
+        socket is shut down both ways, so whatever the stuck thread does later
+        reaches no one, and the fd is closed only when the thread hands the
+        connection back.  -1: no app thread owns the connection."""
+        cdef bytes page
+        cdef int rc = 0
+        if self.state != ST_APP or self.fd < 0:
+            return -1
+        if not self.head_framed:
+            page = error_page(504, "Gateway Timeout")
+            send(self.fd, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page), MSG_NOSIGNAL)
+            self.status_code = 504
+            rc = 504
+        self.close_after = True
+        shutdown(self.fd, SHUT_RDWR)
+        return rc
+    # --- end of issue 11's minimal app_timed_out ---
 
     def resume(self):
         """Back on the loop thread after run_app(): returns the interest (Want)."""
@@ -1018,8 +1041,10 @@ cdef class Connection:
         while not self._flush():
             pfd.fd = self.fd
             pfd.events = POLLOUT
+            self._watch(False)       # a slow reader is not app time (--timeout)
             with nogil:
                 r = poll(&pfd, 1, ms)
+            self._watch(True)
             if r == 0:
                 raise ClientDisconnected("timed out writing to the client")
             if r < 0 and errno != EINTR:
@@ -1127,8 +1152,10 @@ cdef class Connection:
                 raise ClientDisconnected(f"recv failed: {os.strerror(errno)}")
             pfd.fd = self.fd
             pfd.events = POLLIN
+            self._watch(False)       # a slow uploader is not app time (--timeout)
             with nogil:
                 r = poll(&pfd, 1, ms)
+            self._watch(True)
             if r == 0:
                 raise ClientDisconnected("timed out reading the request body")
 

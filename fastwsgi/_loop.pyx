@@ -263,7 +263,8 @@ cdef class Loop:
             except Exception as exc:
                 self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
                 want = WANT_CLOSE
-            conn.interest = WANT_NONE
+            if conn.interest != WANT_UNREGISTERED:   # (see _dispatch)
+                conn.interest = WANT_NONE
             self._apply(conn, want)
         if self.threads and self.in_app < self.threads and len(self.conns) < self.max_connections:
             self._resume_accepting()
@@ -407,6 +408,17 @@ cdef class Loop:
 
     cdef int _dispatch(self, Connection conn, uint32_t events) except -1:
         cdef int want
+        if conn.state == ST_APP:
+            # issue 11 (supervise): an app thread owns it, and a hang-up (epoll
+            # reports one even with no interest, e.g. after the watchdog shut a
+            # timed-out request's socket) must not close it under that thread:
+            # stop watching it until the thread hands it back (_resume_done)
+            try:
+                self._ctl(EPOLL_CTL_DEL, conn.fd, 0)
+            except OSError:
+                pass
+            conn.interest = WANT_UNREGISTERED
+            return 0
         try:
             if conn.interest == WANT_WRITE:
                 want = conn.on_writable()

@@ -548,10 +548,20 @@ SETTINGS = (
             "Number of threads per worker that run the application.",
             flags=("--threads",), metavar="INT"),
     Setting("timeout", "Processes", non_negative_seconds, 30.0,
-            "An app call running longer than this many seconds gets its stack logged, "
-            "and its worker is killed and replaced; 0 = never. Needs the master process: "
-            "setting it explicitly starts one even with one worker.",
+            "A request whose app call (and response iterable) runs longer than this many "
+            "seconds gets its stack logged, a RequestTimeout raised in its thread and "
+            "504 Gateway Timeout (the connection closed if the response had started); "
+            "the worker's other requests go on. Time waiting on the client does not "
+            "count. 0 = never.",
             flags=("-t", "--timeout"), metavar="SECONDS"),
+    Setting("timeout_grace", "Processes", positive_seconds, 5.0,
+            "Seconds a timed-out app thread gets to unwind before it counts as lost "
+            "(stuck in C code) and a replacement thread is started.",
+            flags=("--timeout-grace",), metavar="SECONDS"),
+    Setting("max_lost_threads", "Processes", positive_int, 2,
+            "A worker with more app threads lost (stuck past --timeout plus "
+            "--timeout-grace) than this is recycled gracefully.",
+            flags=("--max-lost-threads",), metavar="INT"),
     Setting("graceful_timeout", "Processes", non_negative_seconds, 30.0,
             "Seconds workers get to finish in-flight requests after a stop signal.",
             flags=("--graceful-timeout",), metavar="SECONDS"),
@@ -561,6 +571,21 @@ SETTINGS = (
     Setting("max_requests_jitter", "Processes", non_negative_int, 0,
             "Add a random 0..N to max_requests per worker so they do not restart together.",
             flags=("--max-requests-jitter",), metavar="INT"),
+    Setting("max_worker_memory", "Processes", non_negative_size, 0,
+            "Recycle a worker (gracefully) whose resident memory passes this size, "
+            "checked between requests, e.g. 512M; 0 = never.",
+            flags=("--max-worker-memory",), metavar="SIZE"),
+    Setting("max_worker_age", "Processes", non_negative_seconds, 0.0,
+            "Recycle a worker (gracefully) after it has run this many seconds; 0 = never.",
+            flags=("--max-worker-age",), metavar="SECONDS"),
+    Setting("max_worker_age_jitter", "Processes", non_negative_seconds, 0.0,
+            "Add a random 0..N seconds to max_worker_age per worker.",
+            flags=("--max-worker-age-jitter",), metavar="SECONDS"),
+    Setting("no_master", "Processes", boolean, False,
+            "Serve in this one process, without a master: no worker replaced after a "
+            "crash or an exit, no --timeout, no recycling, no reload. The default is a "
+            "master and at least one worker.",
+            flags=("--no-master",), action="bool"),
     Setting("preload", "Processes", boolean, False,
             "Load the application in the master before forking workers.",
             flags=("--preload",), action="bool"),
@@ -697,19 +722,18 @@ class Config:
         return [parse_bind(b) for b in self.bind]
 
     def needs_master(self):
-        """The setting that needs a master process, as its CLI text, or None."""
-        if self.workers > 1:
-            return "--workers > 1"
-        if self.reload:
-            return "--reload"
-        if self.max_requests > 0:
-            return "--max-requests"
-        # a hung app call can only be killed from outside, and preloading means
-        # importing before forking: both need the master, even for one worker
-        if self.preload:
-            return "--preload"
-        if self.timeout > 0 and self.source_of("timeout") != "default":
-            return "--timeout"
+        """Why this configuration runs a master process (always, unless --no-master),
+        as text, or None.  ConfigError if --no-master is set with a setting that
+        only a master provides."""
+        if not self.no_master:
+            return "default"
+        for name, text in (("workers", "--workers > 1"), ("reload", "--reload"),
+                           ("max_requests", "--max-requests"), ("preload", "--preload"),
+                           ("max_worker_memory", "--max-worker-memory"),
+                           ("max_worker_age", "--max-worker-age")):
+            value = getattr(self, name)
+            if (value > 1 if name == "workers" else value):
+                raise ConfigError(f"--no-master: {text} needs the master process")
         return None
 
     def __repr__(self):

@@ -25,6 +25,7 @@ __all__ = [
     "ClientDisconnected",
     "RequestTimeout",
     "BodyTimeout",
+    "ApplicationExit",
 ]
 
 
@@ -130,3 +131,12 @@ class RequestTimeout(BaseException):
 
     status_code = 504
     reason = "Gateway Timeout"
+
+
+class ApplicationExit(FastWSGIError):
+    """The application raised ``SystemExit`` (``sys.exit()``) during a request: the
+    client gets 500, the worker finishes its other requests and is replaced (an app
+    cannot stop the server)."""
+
+    status_code = 500
+    reason = "Internal Server Error"

@@ -21,6 +21,7 @@ import socket
 import stat
 import sys
 import threading
+import time
 
 from fastwsgi import __version__
 from fastwsgi._connection import FileWrapper, ServerState
@@ -28,6 +29,7 @@ from fastwsgi._loop import Loop
 from fastwsgi._parser import Limits
 from fastwsgi.config import Config, parse_bind
 from fastwsgi import proxy
+from fastwsgi.errors import RequestTimeout
 
 __all__ = ["Server", "make_server", "run", "serve", "bind_sockets"]
 
@@ -250,21 +252,42 @@ class AppThreads:
 
     The loop hands a connection with a parsed request to dispatch() (on the loop
     thread); a pool thread runs it (conn.run_app) and hands it back with
-    loop.handback(), which wakes the loop.  Thread i writes watchdog slot i.
+    loop.handback(), which wakes the loop.  Each thread has a watchdog slot (its
+    index, 1..); ``running`` maps a slot to the connection its thread is serving,
+    so the worker's watchdog (fastwsgi.watchdog) can answer it 504 and raise
+    RequestTimeout in exactly that thread, under ``lock``: the thread clears its
+    slot under the same lock, so the exception never targets a thread that has
+    moved on.  A thread that does not unwind is declared lost: a replacement
+    takes a free slot (``spare`` of them beyond N) and the loop's thread count
+    (which pauses accepting when every thread is busy) follows.
     """
 
-    def __init__(self, loop, count):
+    def __init__(self, loop, count, spare=0):
         import queue  # here: a server without --threads has no use for it
 
         self.loop = loop
         self.queue = queue.SimpleQueue()
-        self.threads = [
-            threading.Thread(target=self._work, args=(slot,), daemon=True,
-                             name=f"fastwsgi-app-{slot}")
-            for slot in range(1, count + 1)
-        ]
-        for thread in self.threads:
-            thread.start()
+        self.lock = threading.Lock()
+        self.running = {}             # slot -> (conn, request key) while in the app
+        self.threads = {}             # slot -> Thread
+        self.lost = set()             # slots of lost threads (still stuck)
+        self.free = list(range(count + spare, count, -1))   # spare slots, pop() lowest
+        self.requests = 0             # request keys: one per dispatched request
+        self.stopping = False
+        self.exit_requested = None    # callable(reason): set by the worker
+        loop.threads = count
+        for slot in range(1, count + 1):
+            self._start(slot)
+
+    @property
+    def lost_count(self):
+        return len(self.lost)
+
+    def _start(self, slot):
+        thread = threading.Thread(target=self._work, args=(slot,), daemon=True,
+                                  name=f"fastwsgi-app-{slot}")
+        self.threads[slot] = thread
+        thread.start()
 
     def dispatch(self, conn):
         self.queue.put(conn)
@@ -274,18 +297,99 @@ class AppThreads:
             conn = self.queue.get()
             if conn is None:
                 return
+            with self.lock:
+                self.requests += 1
+                self.running[slot] = (conn, self.requests)
             try:
                 conn.run_app(slot)
+            except RequestTimeout:
+                pass                  # answered 504 and logged by the watchdog
+            except SystemExit as exc:
+                log.error("the application raised SystemExit(%r) while iterating its "
+                          "response; the connection is closed", exc.code)
+                if self.exit_requested is not None:
+                    self.exit_requested("app-exit")
             except BaseException:
                 log.exception("app thread %d failed", slot)
-            finally:
-                self.loop.handback(conn)
+            if self._release(slot, conn):
+                return
+
+    def _release(self, slot, conn):
+        """Clear the slot and hand ``conn`` back; True if this thread was lost (it
+        then ends: its replacement runs).  A RequestTimeout the watchdog raised as
+        the app returned is delivered at this thread's next bytecode: absorbed
+        here, however late, so that the connection is handed back exactly once."""
+        lost = None
+        while lost is None:
+            try:
+                with self.lock:
+                    self.running.pop(slot, None)
+                    lost = slot in self.lost
+                    if lost:
+                        self.lost.discard(slot)
+                        self.threads.pop(slot, None)
+                        self.free.append(slot)
+                        self.loop.threads -= 1
+                _delivered()
+            except RequestTimeout:
+                pass
+        self.loop.handback(conn)
+        if lost:
+            log.warning("lost app thread %d unwound at last; it ends (its replacement "
+                        "serves)", slot)
+        return lost
+
+    # -- the watchdog's side (fastwsgi.watchdog.Watchdog, its own thread) ---------
+
+    def busy(self, shared):
+        """(slot, request key, thread ident, start time) of every thread in the app."""
+        with self.lock:
+            running = [(slot, key, self.threads[slot].ident)
+                       for slot, (conn, key) in self.running.items()
+                       if slot in self.threads]
+        return [(slot, key, ident, shared.slot(slot)) for slot, key, ident in running]
+
+    def time_out(self, slot, key, ident):
+        """Answer the request ``key`` of thread ``slot`` and raise RequestTimeout in
+        that thread: 504 / 0 (see Connection.app_timed_out), None if it is over."""
+        from fastwsgi.watchdog import raise_in_thread
+
+        with self.lock:
+            entry = self.running.get(slot)
+            if entry is None or entry[1] != key:
+                return None
+            answered = entry[0].app_timed_out()
+            raise_in_thread(ident)
+        return answered
+
+    def thread_lost(self, slot, key):
+        """The thread still runs request ``key`` after the grace: count it lost and
+        start a replacement (if a slot is free).  True if it was declared lost."""
+        with self.lock:
+            entry = self.running.get(slot)
+            if entry is None or entry[1] != key or slot in self.lost or self.stopping:
+                return False
+            self.lost.add(slot)
+            if not self.free:
+                return True
+            new = self.free.pop()
+            self.loop.threads += 1
+        self._start(new)
+        return True
 
     def stop(self, timeout=5.0):
-        for _ in self.threads:
+        with self.lock:
+            self.stopping = True
+            threads = list(self.threads.values())
+        for _ in threads:
             self.queue.put(None)
-        for thread in self.threads:
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _delivered():
+    """A Python call: a pending asynchronous exception is raised by the time it returns."""
 
 
 class Server:
@@ -309,8 +413,8 @@ class Server:
         self.state.forwarded = proxy.forwarded_handler(self.config)
         self.threads = None
         if self.config.threads > 1:
-            self.loop.threads = self.config.threads
-            self.threads = AppThreads(self.loop, self.config.threads)
+            self.threads = AppThreads(self.loop, self.config.threads,
+                                      spare=self.config.max_lost_threads)
             self.state.dispatch = self.threads.dispatch
         self._stopped = threading.Event()
         self._stopped.set()

@@ -123,6 +123,7 @@ class Arbiter:
         self.boot_retry = 0.0           # the current backoff after failed boots
         self.served = False             # a worker of ours has served: never give up
         self.restarts = collections.Counter()   # worker exits by reason (metrics)
+        self.start_error = None         # why the app did not load at start
         self.pidfile = os.path.abspath(config.pidfile) if config.pidfile else None
         self.pid = os.getpid()
         self._unix_paths = []
@@ -146,12 +147,11 @@ class Arbiter:
             self._load_app()            # AppLoadError: the CLI prints it, exit 1
         self._bind()
         self._init_signals()
-        # With --reuse-port the master only reserves the port and the workers listen:
-        # the banner waits for the first of them, or a client that acts on it would
-        # be refused.  Otherwise the master's sockets already queue connections.
-        self._announced = not self.config.reuse_port
-        if self._announced:
-            self._announce()
+        # The banner waits for the first worker to serve: it means the app loaded
+        # (a broken one at start ends in exit status 1 without a banner), and with
+        # --reuse-port, where only the workers listen, a client that acts on it
+        # would otherwise be refused.
+        self._announced = False
         try:
             self.manage_workers()
             while True:
@@ -175,6 +175,10 @@ class Arbiter:
             raise
         finally:
             self._close()
+        if self.start_error is not None:
+            from fastwsgi._loader import AppLoadError
+
+            raise AppLoadError(self.start_error)
         log.info("stopped")
         return self.status
 
@@ -490,7 +494,7 @@ class Arbiter:
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             self.workers[pid] = WorkerRecord(pid, self.age, self.generation, shared)
-            log.info("worker %d booting", pid)
+            log.debug("worker %d booting", pid)
             return pid
         # the child: never return into the master's code
         status = 1
@@ -502,7 +506,8 @@ class Arbiter:
             os.close(self.pipe[1])
             worker = Worker(self.config, self.app_spec, self.app, self.sockets, shared,
                             ppid=self.pid, reserved=self.reserved,
-                            reload=self.config.reload, sigmask=previous)
+                            reload=self.config.reload, sigmask=previous,
+                            first=not self.served)
             status = worker.run()
         except SystemExit as exc:
             status = exc.code if isinstance(exc.code, int) else 1
@@ -593,6 +598,7 @@ class Arbiter:
     def _booted(self, w):
         w.booted = True
         self.served = True
+        log.info("worker %d booted", w.pid)
         if self.boot_retry:
             log.info("worker %d booted: the application loads again", w.pid)
             self.boot_retry = 0.0
@@ -620,14 +626,18 @@ class Arbiter:
                 self._booted(w)          # it served before we noticed
             if state == RETIRING and not w.retiring:
                 w.retiring, w.reason = True, w.recycling or "retired"
-            w.shared.close()
-            self._log_exit(w, status)
+            try:
+                self._log_exit(w, status)
+            finally:
+                w.shared.close()
 
     def _log_exit(self, w, status):
         """Log why a worker exited and count it (``restarts`` by reason).  Nothing a
         worker does after it booted stops the master: whatever its exit status or
         signal, it is replaced.  Only a boot that fails counts (_boot_failed)."""
         code = os.waitstatus_to_exitcode(status)
+        if self.start_error is not None:
+            return                      # the app did not load: the CLI says so, once
         if code < 0:
             sig = _signal_name(-code)
             how = f"was killed by signal {-code} ({sig})"
@@ -674,6 +684,14 @@ class Arbiter:
                     self._retire(o, "failed reload")
             return
         if not self.served:
+            if code == APP_LOAD_ERROR:
+                # the CLI prints it as its one error line (status 1), as when the
+                # app is loaded in this process
+                self.start_error = w.shared.message or "the application did not load"
+                self.stopping = "immediate"
+                self.stop_deadline = time.monotonic() + QUIT_GRACE
+                self._kill_all(signal.SIGKILL)
+                return
             log.error("worker %d could not %s; stopping", w.pid, what)
             self.status = 1
             self._stop(immediate=False, why="a worker could not boot")

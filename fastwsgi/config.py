@@ -581,11 +581,11 @@ SETTINGS = (
     Setting("max_worker_age_jitter", "Processes", non_negative_seconds, 0.0,
             "Add a random 0..N seconds to max_worker_age per worker.",
             flags=("--max-worker-age-jitter",), metavar="SECONDS"),
-    Setting("no_master", "Processes", boolean, False,
-            "Serve in this one process, without a master: no worker replaced after a "
-            "crash or an exit, no --timeout, no recycling, no reload. The default is a "
-            "master and at least one worker.",
-            flags=("--no-master",), action="bool"),
+    Setting("master", "Processes", boolean, True,
+            "Run a master process that supervises the workers (the default, with at "
+            "least one worker). --no-master serves in this one process: no worker "
+            "replaced after a crash or an exit, no --timeout, no recycling, no reload.",
+            flags=("--master",), action="bool"),
     Setting("preload", "Processes", boolean, False,
             "Load the application in the master before forking workers.",
             flags=("--preload",), action="bool"),
@@ -725,7 +725,7 @@ class Config:
         """Why this configuration runs a master process (always, unless --no-master),
         as text, or None.  ConfigError if --no-master is set with a setting that
         only a master provides."""
-        if not self.no_master:
+        if self.master:
             return "default"
         for name, text in (("workers", "--workers > 1"), ("reload", "--reload"),
                            ("max_requests", "--max-requests"), ("preload", "--preload"),

@@ -20,6 +20,8 @@ created by the master before the fork:
                            the app call in progress, 0.0 when idle or waiting on the
                            client (written by the compiled layer:
                            ServerState.set_watchdog)
+    then       message     why the boot failed, UTF-8, NUL-padded (MESSAGE_SIZE bytes):
+                           at start the master prints it as the CLI's one error line
 
 --timeout is enforced inside the worker (fastwsgi.watchdog: 504, the stuck
 thread's stack, RequestTimeout raised in it, lost threads replaced).  The master
@@ -72,6 +74,7 @@ _RECYCLE_CODES = {name: code for code, name in RECYCLE_REASONS.items()}
 
 _DOUBLE = struct.Struct("d")
 _HEARTBEAT, _STATE, _RECYCLE, _SLOTS = 0, 8, 16, 24
+MESSAGE_SIZE = 1024
 _MEMORY_CHECK = 1.0            # seconds between RSS reads (--max-worker-memory)
 PR_SET_PDEATHSIG = 1
 
@@ -83,7 +86,8 @@ class Shared:
         # slot 0 is the loop thread (--threads 1); with --threads N the app threads
         # write slots 1..N (and up to `spare` replacements of lost threads)
         self.slots = threads + 1 + spare if threads > 1 else 1
-        self.mm = mmap.mmap(-1, _SLOTS + 8 * self.slots)   # MAP_SHARED | MAP_ANONYMOUS
+        self._message = _SLOTS + 8 * self.slots
+        self.mm = mmap.mmap(-1, self._message + MESSAGE_SIZE)   # MAP_SHARED | MAP_ANONYMOUS
 
     def _get(self, offset):
         return _DOUBLE.unpack_from(self.mm, offset)[0]
@@ -104,6 +108,16 @@ class Shared:
     @recycle.setter
     def recycle(self, reason):
         self._set(_RECYCLE, float(_RECYCLE_CODES[reason]) if reason else 0.0)
+
+    @property
+    def message(self):
+        return bytes(self.mm[self._message:self._message + MESSAGE_SIZE]).rstrip(
+            b"\0").decode("utf-8", "replace")
+
+    @message.setter
+    def message(self, text):
+        raw = text.encode("utf-8", "replace")[:MESSAGE_SIZE]
+        self.mm[self._message:self._message + MESSAGE_SIZE] = raw.ljust(MESSAGE_SIZE, b"\0")
 
     def slot(self, index):
         return self._get(_SLOTS + 8 * index)
@@ -192,7 +206,7 @@ class Worker:
     """A forked worker: boot, serve until stopped, clean up; run() -> exit status."""
 
     def __init__(self, config, app_spec, app, sockets, shared, ppid, reserved=(),
-                 reload=False, sigmask=None):
+                 reload=False, sigmask=None, first=False):
         self.config = config
         self.app_spec = app_spec
         self.app = app                    # None unless --preload
@@ -209,6 +223,7 @@ class Worker:
         self.reloader = None
         self.watchdog = None
         self.sigmask = sigmask            # to restore once our handlers are in place
+        self.first = first                # nothing served yet: the master reports errors
         self.started = time.monotonic()
         self.recycle_reason = None        # why this worker asked to be replaced
         self.max_requests = 0             # with jitter: this worker's own limits
@@ -328,7 +343,10 @@ class Worker:
             try:
                 self.app = build_app(self.app_spec, self.config)
             except AppLoadError as exc:
-                log.error("worker %d: cannot load the application: %s", os.getpid(), exc)
+                self.shared.message = str(exc)
+                if not self.first:        # at start the master says it, once, and exits
+                    log.error("worker %d: cannot load the application: %s",
+                              os.getpid(), exc)
                 return APP_LOAD_ERROR
         config = self.config
         try:

@@ -57,7 +57,7 @@ def wait_until(predicate, timeout=5.0, what="condition"):
 
 
 def booted_pids(server):
-    return [int(m) for m in re.findall(r"worker (\d+) booting", server.output)]
+    return [int(m) for m in re.findall(r"worker (\d+) booted", server.output)]
 
 
 class Load:

@@ -224,7 +224,8 @@ class FakeServer:
 
 @pytest.fixture
 def fake_server(monkeypatch, project):
-    """Install a stand-in ``fastwsgi.server``; isolate cwd, sys.path and logging."""
+    """Install a stand-in ``fastwsgi.server``; isolate cwd, sys.path and logging.
+    (The tests that use it pass --no-master: serve() is the single-process path.)"""
     import logging
 
     monkeypatch.chdir(project)
@@ -254,7 +255,7 @@ def fake_server(monkeypatch, project):
 
 def test_main_hands_app_and_config_to_serve(fake_server, project):
     fake = fake_server(result=0)
-    assert cli.main(["--bind", "127.0.0.1:0", "--threads", "3", "cliapp:app"]) == 0
+    assert cli.main(["--no-master", "--bind", "127.0.0.1:0", "--threads", "3", "cliapp:app"]) == 0
     (app, config, cwd, _), = fake.calls
     assert app.__name__ == "app" and app.__module__ == "cliapp"
     assert isinstance(config, Config)
@@ -264,12 +265,12 @@ def test_main_hands_app_and_config_to_serve(fake_server, project):
 
 def test_main_returns_serves_exit_code(fake_server):
     fake_server(result=3)
-    assert cli.main(["cliapp:app"]) == 3
+    assert cli.main(["--no-master", "cliapp:app"]) == 3
 
 
 def test_main_factory_spec(fake_server):
     fake = fake_server()
-    assert cli.main(["cliapp:create_app('ok')"]) == 0
+    assert cli.main(["--no-master", "cliapp:create_app('ok')"]) == 0
     assert fake.calls[0][0].__name__ == "app"
 
 
@@ -277,7 +278,7 @@ def test_bind_error_is_one_line(fake_server, capsys):
     error = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
     error.address = "127.0.0.1:8000"
     fake_server(error=error)
-    assert cli.main(["cliapp:app"]) == 1
+    assert cli.main(["--no-master", "cliapp:app"]) == 1
     err = capsys.readouterr().err
     assert err == "fastwsgi: error: cannot bind 127.0.0.1:8000: address already in use\n"
 
@@ -286,7 +287,7 @@ def test_permission_error_on_bind(fake_server, capsys):
     error = PermissionError(errno.EACCES, "Permission denied")
     error.address = "0.0.0.0:80"
     fake_server(error=error)
-    assert cli.main(["cliapp:app"]) == 1
+    assert cli.main(["--no-master", "cliapp:app"]) == 1
     assert capsys.readouterr().err == "fastwsgi: error: cannot bind 0.0.0.0:80: permission denied\n"
 
 
@@ -304,7 +305,7 @@ def test_chdir_hooks_and_pidfile(fake_server, project, tmp_path_factory):
     pidfile = project / "app.pid"
     fake = fake_server()
     os.chdir(start)
-    status = cli.main(["-c", "conf.py", "--chdir", str(project), "--pid", str(pidfile),
+    status = cli.main(["--no-master", "-c", "conf.py", "--chdir", str(project), "--pid", str(pidfile),
                        "cliapp:app"])
     assert status == 0
     _, _, cwd, pid_text = fake.calls[0]
@@ -317,7 +318,7 @@ def test_chdir_hooks_and_pidfile(fake_server, project, tmp_path_factory):
 def test_failing_hook_is_one_line(fake_server, project, capsys):
     (project / "conf.py").write_text("def on_starting(config):\n    raise ValueError('no')\n")
     fake = fake_server()
-    assert cli.main(["-c", "conf.py", "cliapp:app"]) == 1
+    assert cli.main(["--no-master", "-c", "conf.py", "cliapp:app"]) == 1
     assert capsys.readouterr().err == (
         "fastwsgi: error: on_starting hook raised ValueError: no\n")
     assert fake.calls == []
@@ -326,7 +327,7 @@ def test_failing_hook_is_one_line(fake_server, project, capsys):
 def test_config_warnings_go_to_the_error_log(fake_server, project, capsys):
     (project / "conf.py").write_text("treads = 4\n")
     fake_server()
-    assert cli.main(["-c", "conf.py", "cliapp:app"]) == 0
+    assert cli.main(["--no-master", "-c", "conf.py", "cliapp:app"]) == 0
     err = capsys.readouterr().err
     assert "[WARNING] conf.py: 'treads' is not a setting (did you mean 'threads'?)" in err
 
@@ -337,6 +338,7 @@ def test_master_settings_go_to_the_arbiter(fake_server, monkeypatch):
     arbiter = types.ModuleType("fastwsgi.arbiter")
     arbiter.run = lambda app_spec, config: calls.append((app_spec, config.workers)) or 0
     monkeypatch.setitem(sys.modules, "fastwsgi.arbiter", arbiter)
+    monkeypatch.setattr(fastwsgi, "arbiter", arbiter, raising=False)
     assert cli.main(["-w", "4", "cliapp:app"]) == 0
     assert calls == [("cliapp:app", 4)]
     assert fake.calls == []

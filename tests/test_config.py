@@ -342,14 +342,18 @@ def test_attribute_assignment_is_validated():
 
 
 def test_needs_master():
-    assert Config().needs_master() is None
-    assert Config.from_options(workers=2).needs_master() == "--workers > 1"
-    assert Config.from_options(reload=True).needs_master() == "--reload"
-    assert Config.from_options(max_requests=100).needs_master() == "--max-requests"
-    assert Config.from_options(threads=8).needs_master() is None
-    assert Config.from_options(preload=True).needs_master() == "--preload"
-    assert Config.from_options(timeout=10).needs_master() == "--timeout"
-    assert Config.from_options(timeout=0).needs_master() is None
+    # a master (and at least one worker) by default, as gunicorn
+    assert Config().needs_master() == "default"
+    assert Config.from_options(threads=8, timeout=0).needs_master() == "default"
+    assert Config.from_options(master=False).needs_master() is None
+    assert Config.from_options(master=False, threads=8).needs_master() is None
+    for options, text in (({"workers": 2}, "--workers > 1"), ({"reload": True}, "--reload"),
+                          ({"max_requests": 100}, "--max-requests"),
+                          ({"preload": True}, "--preload"),
+                          ({"max_worker_memory": "1G"}, "--max-worker-memory"),
+                          ({"max_worker_age": 60}, "--max-worker-age")):
+        with pytest.raises(ConfigError, match=f"--no-master: {re.escape(text)} needs"):
+            Config.from_options(master=False, **options).needs_master()
 
 
 def test_as_dict_and_repr():

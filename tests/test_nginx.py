@@ -242,7 +242,8 @@ def stack(tmp_path_factory):
         f.write(b"served by nginx\n")
     socks = {"http_sock": os.path.join(tmp, "http.sock"),
              "uwsgi_sock": os.path.join(tmp, "uwsgi.sock")}
-    trust = ["--forwarded-allow-ips", "127.0.0.1,unix"]
+    # --no-master: each instance is the one process that answers (its pid in the body)
+    trust = ["--forwarded-allow-ips", "127.0.0.1,unix", "--no-master"]
     started = []
     try:
         pool = []

@@ -14,7 +14,8 @@ For --timeout and recycling (tests/test_supervise.py): /sleep?S one time.sleep(S
 (stuck in C: only the call's return delivers an exception); /swallow hangs in an
 ``except Exception`` loop (RequestTimeout must still get through); /sysexit?C
 raises SystemExit(C); /big?MIB answers MIB MiB in 64 KiB chunks; /grow?MIB keeps
-MIB MiB more memory for the life of the worker.
+MIB MiB more memory for the life of the worker; /upload reads the whole body and
+answers its length.  $PROCAPP_IMPORT_DELAY makes each import sleep that long.
 """
 
 import os
@@ -33,6 +34,7 @@ def _read_version():
 
 
 VERSION = _read_version()
+time.sleep(float(os.environ.get("PROCAPP_IMPORT_DELAY") or 0))
 
 if os.environ.get("PROCAPP_IMPORTS"):       # one line per import: the test waits for it
     with open(os.environ["PROCAPP_IMPORTS"], "a") as _f:
@@ -73,6 +75,11 @@ def app(environ, start_response):
         raise SystemExit(int(query or 0))
     elif path == "/big":
         return _big(int(query or 1), start_response)
+    elif path == "/upload":
+        size = len(environ["wsgi.input"].read())
+        body = f"pid={os.getpid()} read={size}\n".encode()
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
     elif path == "/grow":
         KEPT.append(bytearray(int(query or 1) * 1048576))
     elif path == "/slow":

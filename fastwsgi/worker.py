@@ -269,6 +269,15 @@ class Worker:
             self._reopen_logs()
         if loop.is_stopping:
             self._retiring()
+            threads = self.server.threads
+            if threads is not None and threads.lost_count and \
+                    loop.connections <= threads.lost_count:
+                # only the connections of lost threads are left: their clients had
+                # their answer (504) and nothing more will come; do not wait for C
+                # code that may never return
+                log.info("worker %d: only lost threads are left; stopping now",
+                         os.getpid())
+                loop.stop(graceful=False)
         elif os.getppid() != self.ppid:
             log.error("worker %d: the master (pid %d) is gone; stopping",
                       os.getpid(), self.ppid)

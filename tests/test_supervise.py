@@ -169,13 +169,16 @@ def test_timeout_on_the_loop_thread_keeps_the_server(serve):
 
 def test_lost_threads_past_the_limit_recycle_the_worker(serve):
     server = serve(APP, "--threads", "2", "--timeout", "1", "--timeout-grace", "1",
-                   "--max-lost-threads", "1", "--graceful-timeout", "2")
+                   "--max-lost-threads", "1")
     worker = one_worker(server)
     for _ in range(2):
         assert status_of(raw_get(server, "/sleep?60")) == 504
     server.wait_for_output(r"counting it as lost \(2 lost\)", 10)
     server.wait_for_output(rf"worker {worker} asks to be recycled \(lost-threads\)", 5)
-    server.wait_for_output(rf"worker {worker} exited \(lost-threads\)", 15)
+    # its last connections are the lost threads': it stops without waiting for
+    # them (--graceful-timeout is 30 s)
+    server.wait_for_output(rf"worker {worker}: only lost threads are left; stopping now", 10)
+    server.wait_for_output(rf"worker {worker} exited \(lost-threads\)", 5)
     status, body = get(server)
     assert status == 200 and pid_of(body) != worker
 

@@ -56,6 +56,20 @@ def wait_until(predicate, timeout=5.0, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def in_thread(fn, *args):
+    """Run fn(*args) in a thread; .result holds its return value or the exception."""
+    def run():
+        try:
+            t.result = fn(*args)
+        except Exception as exc:       # the test inspects it
+            t.result = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.result = None
+    t.start()
+    return t
+
+
 def booted_pids(server):
     return [int(m) for m in re.findall(r"worker (\d+) booted", server.output)]
 

@@ -13,29 +13,14 @@ import os
 import re
 import signal
 import socket
-import threading
 import time
 
 import pytest
 
-from process_helpers import (Load, booted_pids, children, get, pid_of, start_wrk,
+from process_helpers import (Load, children, get, in_thread, pid_of, start_wrk,
                              wait_until, wrk_result)
 
 APP = "procapp:app"
-
-
-def in_thread(fn, *args):
-    """Run fn(*args) in a thread; .result holds its return value or exception."""
-    def run():
-        try:
-            t.result = fn(*args)
-        except Exception as exc:       # noqa: BLE001 - the test inspects it
-            t.result = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.result = None
-    t.start()
-    return t
 
 
 def status_of(raw):

@@ -9,33 +9,18 @@ when that was what started one.
 import os
 import re
 import signal
-import threading
 import time
 
-from process_helpers import (Load, booted_pids, children, get, pid_of, start_wrk,
-                             wait_until, wrk_result)
+from process_helpers import (Load, booted_pids, children, get, in_thread, pid_of,
+                             start_wrk, wait_until, wrk_result)
 
 APP = "procapp:app"
 ONE_WORKER = ("-w", "1", "--max-requests", "1000000")
 
 
-def background(server, path, timeout=15.0):
-    """Start a request in a thread; .result holds (status, body) or the exception."""
-    def run():
-        try:
-            t.result = get(server, path, timeout=timeout)
-        except OSError as exc:
-            t.result = exc
-
-    t = threading.Thread(target=run, daemon=True)
-    t.result = None
-    t.start()
-    return t
-
-
 def test_threaded_worker_serves_fast_requests_while_one_thread_sleeps(serve):
     server = serve(APP, *ONE_WORKER, "--threads", "4")
-    slow = background(server, "/slow?1.5")
+    slow = in_thread(get, server, "/slow?1.5")
     time.sleep(0.2)
     started = time.monotonic()
     for _ in range(20):

@@ -128,11 +128,12 @@ def test_an_app_that_catches_exception_still_unwinds(serve):
 
 @pytest.mark.parametrize("threads", ["1", "2"])
 def test_a_slow_download_is_not_app_time(serve, threads):
-    # 6 MiB at 1.5 MiB/s: about 4 s, twice --timeout, all of it waiting on the client
-    server = serve(APP, "--threads", threads, "--timeout", "2")
+    # 16 MiB at 4 MiB/s: about 4 s, four times --timeout, most of it waiting on the
+    # client (the kernel's socket buffers take a few MiB at once)
+    server = serve(APP, "--threads", threads, "--timeout", "1")
     worker = one_worker(server)
-    status, length = slow_download(server, "/big?6", 1536 * 1024)
-    assert (status, length) == (200, 6 * 1048576)
+    status, length = slow_download(server, "/big?16", 4 * 1048576)
+    assert (status, length) == (200, 16 * 1048576)
     assert "passed --timeout" not in server.output and "stuck" not in server.output
     assert children(server.pid) == {worker}
 

@@ -274,7 +274,7 @@ class AppThreads:
         self.free = list(range(count + spare, count, -1))   # spare slots, pop() lowest
         self.requests = 0             # request keys: one per dispatched request
         self.stopping = False
-        self.exit_requested = None    # callable(reason): set by the worker
+        self.exit_requested = None    # callable(reason, why): set by the worker
         loop.threads = count
         for slot in range(1, count + 1):
             self._start(slot)
@@ -308,7 +308,8 @@ class AppThreads:
                 log.error("the application raised SystemExit(%r) while iterating its "
                           "response; the connection is closed", exc.code)
                 if self.exit_requested is not None:
-                    self.exit_requested("app-exit")
+                    self.exit_requested("app-exit", "had the application raise "
+                                                    "SystemExit in a request")
             except BaseException:
                 log.exception("app thread %d failed", slot)
             if self._release(slot, conn):

@@ -17,7 +17,7 @@ tick.  For a request past ``timeout`` it, once per request:
 Nobody waits for the thread.  If it has not unwound ``grace`` seconds later it is
 stuck in C: with --threads the pool counts it as lost and starts a replacement
 thread (``AppThreads.thread_lost``), and past ``max_lost`` lost threads
-``on_lost(reason)`` asks for the worker to be recycled.  On the loop thread
+``on_lost(reason, why)`` asks for the worker to be recycled.  On the loop thread
 (--threads 1) a thread cannot be replaced: the loop stops beating, and the master
 kills the worker after --timeout plus the grace (fastwsgi/arbiter.py).
 
@@ -67,7 +67,7 @@ class Watchdog:
         self.pool = pool                    # server.AppThreads, or None (--threads 1)
         self.loop_thread = loop_thread or threading.main_thread().ident
         self.max_lost = max_lost
-        self.on_lost = on_lost              # on_lost(reason): recycle the worker
+        self.on_lost = on_lost              # on_lost(reason, why): recycle the worker
         self.fired = {}                     # slot -> (request key, fired at)
         self.timeouts = 0                   # requests answered 504 / cut
         self.interval = min(0.25, max(0.02, timeout / 8))
@@ -112,7 +112,13 @@ class Watchdog:
         started = self.slots.slot(0)
         fired = self.fired.get(0)
         if fired is not None and fired[0] == started:
-            return         # still stuck: the master's heartbeat check takes it from here
+            # still stuck in C: the loop cannot serve; have the replacement started
+            # now (the master kills this worker once its heartbeat is silent for
+            # --timeout plus the grace)
+            if now - fired[1] > self.grace and self.on_lost is not None:
+                self.on_lost("lost-threads", "has its loop thread stuck past "
+                                             "--timeout plus --timeout-grace")
+            return
         if started and now - started > self.timeout:
             stack = thread_stack(self.loop_thread)
             if self.slots.slot(0) != started:
@@ -135,4 +141,5 @@ class Watchdog:
                   "code?); counting it as lost (%d lost) and starting a replacement; "
                   "its stack:\n%s", slot, since, lost, thread_stack(ident).rstrip("\n"))
         if lost > self.max_lost and self.on_lost is not None:
-            self.on_lost("lost-threads")
+            self.on_lost("lost-threads", f"has {lost} lost app threads "
+                                         f"(--max-lost-threads {self.max_lost})")

@@ -163,7 +163,7 @@ def guard_exit(app, on_exit):
         try:
             return app(environ, start_response)
         except SystemExit as exc:
-            on_exit("app-exit")
+            on_exit("app-exit", "had the application raise SystemExit in a request")
             raise ApplicationExit(
                 f"the application raised SystemExit({exc.code!r})") from exc
     return app_guarded

@@ -11,6 +11,7 @@ from fastwsgi.errors import RequestTimeout
 from fastwsgi.server import make_server
 from fastwsgi.watchdog import Watchdog
 from fastwsgi.worker import Shared
+from process_helpers import wait_until
 
 ENTERED = {}          # path -> threading.Event set once the app runs it
 UNWOUND = []          # paths whose app call was left by RequestTimeout
@@ -77,10 +78,7 @@ def test_a_stuck_request_is_answered_504_and_its_thread_unwinds():
         served.dog.check(time.monotonic() + 2.0)          # past --timeout
         assert read_all(s).startswith(b"HTTP/1.1 504 Gateway Timeout\r\n")
         s.close()
-        deadline = time.monotonic() + 5
-        while "/hang" not in UNWOUND and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert "/hang" in UNWOUND
+        wait_until(lambda: "/hang" in UNWOUND, 5, "the thread to unwind")
         # both threads serve again; nothing was lost
         for _ in range(4):
             assert served.get("/").startswith(b"HTTP/1.1 200 OK")
@@ -112,10 +110,8 @@ def test_a_thread_stuck_in_c_is_replaced_and_ends_when_it_unwinds():
         served.dog.check(time.monotonic() + 1.5)
         assert read_all(hang).startswith(b"HTTP/1.1 504")
         # the lost thread unwinds when its C call returns, and ends
-        deadline = time.monotonic() + 5
-        while pool.lost_count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert pool.lost_count == 0 and "/sleep" in UNWOUND
+        wait_until(lambda: pool.lost_count == 0, 5, "the lost thread to end")
+        assert "/sleep" in UNWOUND
         assert served.server.loop.threads == 2 and len(pool.threads) == 2
         assert served.get("/").startswith(b"HTTP/1.1 200 OK")
     finally:
@@ -128,9 +124,7 @@ def test_lost_threads_past_the_limit_ask_for_a_recycle():
     try:
         ENTERED.pop("/sleep", None)
         stuck = [served.send("/sleep") for _ in range(2)]
-        deadline = time.monotonic() + 5
-        while len(pool.running) < 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_until(lambda: len(pool.running) == 2, 5, "both threads in the app")
         t0 = time.monotonic()
         served.dog.check(t0 + 1.5)
         served.dog.check(t0 + 3.0)

@@ -301,19 +301,25 @@ class AppThreads:
                 self.requests += 1
                 self.running[slot] = (conn, self.requests)
             try:
-                conn.run_app(slot)
+                self._run(slot, conn)
             except RequestTimeout:
-                pass                  # answered 504 and logged by the watchdog
-            except SystemExit as exc:
-                log.error("the application raised SystemExit(%r) while iterating its "
-                          "response; the connection is closed", exc.code)
-                if self.exit_requested is not None:
-                    self.exit_requested("app-exit", "had the application raise "
-                                                    "SystemExit in a request")
-            except BaseException:
-                log.exception("app thread %d failed", slot)
+                pass                  # came while _run handled another exception
             if self._release(slot, conn):
                 return
+
+    def _run(self, slot, conn):
+        try:
+            conn.run_app(slot)
+        except RequestTimeout:
+            pass                      # answered 504 and logged by the watchdog
+        except SystemExit as exc:
+            log.error("the application raised SystemExit(%r) while iterating its "
+                      "response; the connection is closed", exc.code)
+            if self.exit_requested is not None:
+                self.exit_requested("app-exit", "had the application raise "
+                                                "SystemExit in a request")
+        except BaseException:
+            log.exception("app thread %d failed", slot)
 
     def _release(self, slot, conn):
         """Clear the slot and hand ``conn`` back; True if this thread was lost (it

@@ -14,13 +14,14 @@ gunicorn setting (the ``Setting`` classes of gunicorn/config.py, 25.x: commit
 Contract: ``judge(name, value) -> (verdict, text)`` where verdict is "ok" (nothing
 to do), "note" (accepted, ``text`` says why it changes nothing) or "refuse"
 (``text`` is the one-line reason); ``FLAGS`` maps gunicorn's command-line flags that
-fastwsgi does not declare to ``(name, takes_value)``.  ``GUNICORN_SETTINGS`` lists
+fastwsgi does not declare to ``(name, takes_value)`` (a flag without a value
+stores True, or its ``CONST``).  ``GUNICORN_SETTINGS`` lists
 every gunicorn name in gunicorn's order, for the docs table and its test.
 Imported only when a config file or command line uses a name fastwsgi does not
 know: the plain serving path never loads it.
 """
 
-__all__ = ["GUNICORN_SETTINGS", "UNSUPPORTED", "FLAGS", "ANY", "judge",
+__all__ = ["GUNICORN_SETTINGS", "UNSUPPORTED", "FLAGS", "CONST", "ANY", "judge",
            "SECURE_SCHEME_DEFAULT"]
 
 ANY = object()   # every value is fine: the setting has nothing to act on here
@@ -100,10 +101,12 @@ UNSUPPORTED = {
     "initgroups": ((False,), _RUN_AS),
     "tmp_upload_dir": ((None,), "request bodies are bounded by --limit-request-body; "
                        "temporary files go to TMPDIR"),
-    "secure_scheme_headers": ((SECURE_SCHEME_DEFAULT, {"X-FORWARDED-PROTO": "https"}),
+    "secure_scheme_headers": (({"X-FORWARDED-PROTO": "https"},),
                               "fastwsgi reads X-Forwarded-Proto and Forwarded: proto= "
                               "from --forwarded-allow-ips peers (no other scheme "
-                              "headers): have the proxy send X-Forwarded-Proto"),
+                              "headers; gunicorn's default, or a part of it with "
+                              "X-FORWARDED-PROTO, is accepted with a note): have the "
+                              "proxy send X-Forwarded-Proto"),
     "disable_redirect_access_to_syslog": ((False,), _SYSLOG),
     "logger_class": (("gunicorn.glogging.Logger", "simple"), _LOGCONF),
     "logconfig": ((None,), _LOGCONF),
@@ -233,6 +236,10 @@ FLAGS = {
     "--control-socket-mode": ("control_socket_mode", True),
     "--no-control-socket": ("control_socket_disable", False),
 }
+
+
+# flags that store something else than True (gunicorn's store_const)
+CONST = {"--no-sendfile": False}
 
 
 def _same(value, harmless):

@@ -1,9 +1,10 @@
 """``fastwsgi [OPTIONS] APP_SPEC``: the command line.
 
 ``build_parser()`` makes the argparse parser from the settings table
-(fastwsgi.config.SETTINGS); ``parse_command_line`` runs it (and judges the gunicorn
-flags fastwsgi does not declare, fastwsgi._gunicorn); fastwsgi.config.load_config
-merges what it returns with the other sources.
+(fastwsgi.config.SETTINGS); ``parse_command_line`` runs it (and sets aside the
+gunicorn flags fastwsgi does not declare, for fastwsgi._gunicorn to judge);
+``load_config(argv)`` has fastwsgi.config.resolve merge the result with the other
+sources and picks the APP_SPEC.
 
 Order of work in ``main()``: load the config (every source), chdir, apply the
 process settings (--env, --pythonpath, --name), set up the error log
@@ -25,11 +26,12 @@ import sys
 
 from fastwsgi import hooks
 from fastwsgi._loader import app_traceback
-from fastwsgi.config import ENV_PREFIX, SETTINGS, file_mode, load_config
+from fastwsgi.config import ENV_PREFIX, SETTINGS, file_mode, resolve
 from fastwsgi.errors import AppLoadError, ConfigError, StartupError
 from fastwsgi.logs import setup_logging
 
-__all__ = ["main", "build_parser", "parse_command_line", "usage_error", "version"]
+__all__ = ["main", "load_config", "build_parser", "parse_command_line", "usage_error",
+           "version"]
 
 PROG = "fastwsgi"
 
@@ -118,7 +120,7 @@ def usage_error(message):
 def _take_gunicorn_flags(argv):
     """Remove gunicorn's flags that fastwsgi does not declare from ``argv``; return
     (the rest, [(flag, gunicorn setting name, value)]) for fastwsgi.config to judge."""
-    from fastwsgi._gunicorn import FLAGS
+    from fastwsgi._gunicorn import CONST, FLAGS
 
     rest, found = [], []
     argv = list(argv)
@@ -136,7 +138,7 @@ def _take_gunicorn_flags(argv):
             continue
         name, takes_value = known
         if not takes_value:
-            found.append((flag, name, True))
+            found.append((flag, name, CONST.get(flag, True)))
             i += 1
         elif eq:
             found.append((flag, name, inline))
@@ -186,6 +188,43 @@ def parse_command_line(argv, env_argv=None, drop_parser_modules=False):
             del sys.modules[name]
         gc.collect()   # the parser and the modules are reference cycles
     return args, env_args
+
+
+def load_config(argv=None, env=None, cwd=None, drop_parser_modules=False):
+    """Parse ``argv`` and merge every source; return ``(Config, app_spec)``.
+
+    ``app_spec`` is None when only mounts (``PREFIX=APP_SPEC``, ``config.mount``)
+    name the apps; ``fastwsgi.mount.build_app(app_spec, config)`` builds either.
+    ``env``, ``cwd``: see fastwsgi.config.resolve; ``drop_parser_modules``: see
+    ``parse_command_line`` (the CLI's process serves next).  Raises ConfigError for
+    bad values; exits with status 2 on usage errors (including a missing APP_SPEC).
+    """
+    if argv is None:
+        argv = sys.argv[1:]
+    env = os.environ if env is None else env
+    cmd_args = env.get(ENV_PREFIX + "CMD_ARGS")
+    if cmd_args:
+        import shlex
+        try:
+            cmd_args = shlex.split(cmd_args)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PREFIX}CMD_ARGS: {exc}") from None
+    args, env_args = parse_command_line(argv, cmd_args or None, drop_parser_modules)
+    config = resolve(args, env_args, env, cwd)
+
+    # positional arguments: one APP_SPEC, and/or mounts (they start with "/")
+    positional = args.get("app_spec") or (env_args or {}).get("app_spec") or []
+    mounts = [p for p in positional if p.startswith("/")]
+    specs = [p for p in positional if not p.startswith("/")]
+    if len(specs) > 1:
+        usage_error(f"more than one APP_SPEC: {' '.join(specs)} "
+                    "(mount them: PREFIX=APP_SPEC)")
+    if mounts:
+        config.set("mount", mounts, "APP_SPEC argument")
+    app_spec = (specs[0] if specs else None) or config.wsgi_app
+    if not app_spec and not config.mount:
+        usage_error("the following arguments are required: APP_SPEC")
+    return config, app_spec
 
 
 # ---------------------------------------------------------------------- running
@@ -267,8 +306,8 @@ def _run_single(app_spec, config):
 
 
 def _apply_process_settings(config):
-    """--env, --pythonpath, --name: what this process (and the workers it forks)
-    needs before the app is imported."""
+    """--env, --pythonpath: what this process (and the workers it forks) needs
+    before the app is imported."""
     for item in config.raw_env:
         key, _, value = item.partition("=")
         os.environ[key] = value
@@ -276,7 +315,6 @@ def _apply_process_settings(config):
         path = os.path.abspath(path)
         if path not in sys.path:
             sys.path.insert(0, path)
-    hooks.set_proc_title(config, "master")
 
 
 def _capture_output(config, log):
@@ -333,6 +371,7 @@ def main(argv=None):
                                    f"{(exc.strerror or str(exc)).lower()}") from None
         _apply_process_settings(config)
         log = setup_logging(config)
+        hooks.set_proc_title(config, "master")
         for warning in config.warnings:
             log.warning("%s", warning)
         for note in config.notes:

@@ -8,7 +8,8 @@ pyproject table, the Python config file, the environment, the Python API
 table: nothing else changes.  gunicorn's spellings are the ``aliases`` column;
 gunicorn settings with no fastwsgi equivalent are judged by fastwsgi._gunicorn.
 
-``load_config(argv)`` merges the sources, later ones winning::
+``resolve(args)`` merges the sources, later ones winning (``args``: the command
+line as fastwsgi.cli parsed it; ``fastwsgi.cli.load_config(argv)`` does both)::
 
     defaults < WEB_CONCURRENCY (workers) < [tool.fastwsgi] in ./pyproject.toml
              < -c/--config FILE.py (default: ./fastwsgi.conf.py if it exists)
@@ -35,7 +36,7 @@ from fastwsgi.errors import ConfigError, FastWSGIError
 # A plain server process keeps every module it imports for its lifetime, so the
 # modules that only some settings need are imported where they are used: argparse
 # (fastwsgi.cli drops it after parsing), difflib ("did you mean" hints), inspect
-# (hook signatures), ipaddress (IP and network values), shlex (FASTWSGI_CMD_ARGS).
+# (hook signatures), ipaddress (IP and network values).
 
 __all__ = [
     "ConfigError",
@@ -44,7 +45,7 @@ __all__ = [
     "Config",
     "BindAddress",
     "parse_bind",
-    "load_config",
+    "resolve",
     "settings_markdown",
     "DEFAULT_ACCESS_LOG_FORMAT",
     "ENV_PREFIX",
@@ -1033,33 +1034,17 @@ def _apply_command_line(config, args, source=None):
         _gunicorn_setting(config, name, value, source or flag)
 
 
-def load_config(argv=None, env=None, cwd=None, drop_parser_modules=False):
-    """Parse ``argv`` and merge every source; return ``(Config, app_spec)``.
+def resolve(args, env_args=None, env=None, cwd=None):
+    """Merge every source over the defaults; return the Config.
 
-    ``app_spec`` is None when only mounts (``PREFIX=APP_SPEC``, ``config.mount``)
-    name the apps; ``fastwsgi.mount.build_app(app_spec, config)`` builds either.
-
-    ``env`` defaults to os.environ and ``cwd`` (where pyproject.toml and
-    fastwsgi.conf.py are looked for, and relative config-file paths start) to the
-    current directory.  Raises ConfigError for bad values; argparse exits with
-    status 2 on usage errors (including a missing APP_SPEC).  The command line is
-    parsed by ``fastwsgi.cli.parse_command_line`` (see there for
-    ``drop_parser_modules``).
+    ``args`` and ``env_args`` are what ``fastwsgi.cli.parse_command_line`` made of
+    the command line and of FASTWSGI_CMD_ARGS (None: not set): {setting name: raw
+    value}, plus "gunicorn": [(flag, gunicorn name, value)].  ``env`` defaults to
+    os.environ and ``cwd`` (where pyproject.toml and fastwsgi.conf.py are looked
+    for, and relative config-file paths start) to the current directory.  Raises
+    ConfigError for bad values; the positionals (APP_SPEC, mounts) are the CLI's.
     """
-    from fastwsgi.cli import parse_command_line, usage_error
-
-    if argv is None:
-        argv = sys.argv[1:]
     env = os.environ if env is None else env
-    cmd_args = env.get(ENV_PREFIX + "CMD_ARGS")
-    if cmd_args:
-        import shlex
-        try:
-            cmd_args = shlex.split(cmd_args)
-        except ValueError as exc:
-            raise ConfigError(f"{ENV_PREFIX}CMD_ARGS: {exc}") from None
-    args, env_args = parse_command_line(argv, cmd_args or None, drop_parser_modules)
-
     config = Config()
     if "WEB_CONCURRENCY" in env:        # gunicorn's (and Heroku's) workers default
         config.set("workers", env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
@@ -1082,28 +1067,7 @@ def load_config(argv=None, env=None, cwd=None, drop_parser_modules=False):
         config.notes.append(
             f"{config.source_of('worker_class')}: gthread is fastwsgi's worker with the "
             f"app on --threads threads ({config.threads} here)")
-
-    # positional arguments: one APP_SPEC, and/or mounts (they start with "/")
-    positional = args.get("app_spec") or (env_args or {}).get("app_spec") or []
-    mounts = [p for p in positional if p.startswith("/")]
-    specs = [p for p in positional if not p.startswith("/")]
-    if len(specs) > 1:
-        usage_error(f"more than one APP_SPEC: {' '.join(specs)} "
-                    "(mount them: PREFIX=APP_SPEC)")
-    if mounts:
-        config.set("mount", mounts, "APP_SPEC argument")
-    app_spec = (specs[0] if specs else None) or config.wsgi_app
-    if not app_spec and not config.mount:
-        usage_error("the following arguments are required: APP_SPEC")
-    return config, app_spec
-
-
-def __getattr__(name):
-    # the parser moved to fastwsgi.cli; fastwsgi.config.build_parser still works
-    if name == "build_parser":
-        from fastwsgi.cli import build_parser
-        return build_parser
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return config
 
 
 # ---------------------------------------------------------------------------------- docs
@@ -1159,6 +1123,88 @@ def settings_document():
             + settings_markdown() + "\n")
 
 
+def gunicorn_document():
+    """docs/gunicorn.md, whole: every gunicorn setting and what it is here."""
+    from fastwsgi import _gunicorn
+
+    def shown(value):
+        return "`None`" if value is None else f"`{value!r}`"
+
+    rows = ["| gunicorn | fastwsgi | |", "| --- | --- | --- |"]
+    for name in _gunicorn.GUNICORN_SETTINGS:
+        setting = _FILE_KEYS.get(name)
+        if setting is not None:
+            flag = setting.cli_flag if "cli" in setting.sources else None
+            where = f"`{setting.name}`" + (f" (`{flag}`)" if flag else "")
+            what = "works" if setting.name == name else "works (gunicorn's spelling)"
+            rows.append(f"| `{name}` | {where} | {what} |")
+            continue
+        harmless, instead = _gunicorn.UNSUPPORTED[name]
+        if harmless is _gunicorn.ANY:
+            what = "accepted, no effect (noted in the log): " + instead
+        else:
+            values = ", ".join(shown(v) for v in harmless)
+            what = f"accepted if {values}; refused otherwise: {instead}"
+        rows.append(f"| `{name}` | none | {what.replace('|', '/')} |")
+    hooks = [f"| `{s.name}` | {s.help} |" for s in SETTINGS if s.section == "Hooks"]
+    return _GUNICORN_DOC.format(settings="\n".join(rows),
+                                hooks="\n".join(["| Hook | Called |", "| --- | --- |"]
+                                                + hooks))
+
+
+_GUNICORN_DOC = """\
+# Coming from gunicorn
+
+A gunicorn config file and command line work unchanged where the meaning is the
+same; where it is not, fastwsgi refuses the setting with one line saying what to
+use instead (it never drops a setting in silence).  Generated from
+`fastwsgi/config.py` and `fastwsgi/_gunicorn.py`
+(`python -m fastwsgi.config gunicorn > docs/gunicorn.md`); a test keeps them in step.
+
+## Files, environment, command line
+
+- `-c gunicorn.conf.py` runs the file as gunicorn does: module-level names are
+  settings, functions are hooks.  `./fastwsgi.conf.py` is loaded by default (as
+  gunicorn loads `./gunicorn.conf.py`); a `./gunicorn.conf.py` is not read unless
+  named with `-c` (fastwsgi says so at start).
+- `FASTWSGI_CMD_ARGS` is `GUNICORN_CMD_ARGS`: options (and the APP_SPEC) read before
+  the command line, which wins.  `WEB_CONCURRENCY` sets the default `workers`.
+  gunicorn's `PORT`, `FORWARDED_ALLOW_IPS` and `SENDFILE` variables are not read:
+  use `FASTWSGI_BIND`, `FASTWSGI_FORWARDED_ALLOW_IPS`.
+- `-b :8000` and `-b 8000` listen on every interface (0.0.0.0:8000), as in gunicorn;
+  a bare host means port 8000.
+- `-k sync` and `-k gthread` are fastwsgi's worker (one event loop per process, the
+  app on `--threads` threads); other worker classes (gevent, eventlet, tornado,
+  uvicorn's) are refused.
+- `-p/--pid`, `-e/--env KEY=VALUE`, `-n/--name` (process titles with the
+  `setproctitle` package), `--pythonpath`, `--preload`, `--worker-connections`,
+  `--capture-output`, `--reload-extra-file`, `--check-config`, `--print-config` work.
+- gunicorn flags with no equivalent here (`--keyfile`, `-D`, `--statsd-host`, ...)
+  are judged like the settings below: refused, with the reason, unless the value
+  needs nothing from fastwsgi.
+
+## Hooks
+
+Hooks take gunicorn's arguments.  `server` has `.log` (the `fastwsgi.error` logger:
+`server.log.info(...)`), `.cfg` (the settings), `.pid` (the master's), `.app`
+(`.app_uri`, `.wsgi()`), `.num_workers`, `.address`; `worker` has `.pid`, `.ppid`,
+`.age`, `.log`, `.cfg`, `.wsgi` (the loaded app), `.alive`.  `pre_request` and
+`post_request` wrap the app only when set: requests pay nothing otherwise.  With one
+process and no master, the process is both: `on_starting`, `when_ready`,
+`post_worker_init`, the request hooks, `worker_exit` and `on_exit` run; the fork
+and signal hooks do not.  `pre_exec` is refused: fastwsgi never re-executes itself.
+
+{hooks}
+
+## Every gunicorn setting
+
+{settings}
+"""
+
+
 if __name__ == "__main__":
     import sys
-    sys.stdout.write(settings_document())
+    if sys.argv[1:] == ["gunicorn"]:
+        sys.stdout.write(gunicorn_document())
+    else:
+        sys.stdout.write(settings_document())

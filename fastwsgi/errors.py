@@ -14,6 +14,7 @@ __all__ = [
     "FastWSGIError",
     "HttpParserError",
     "InvalidRequestLine",
+    "ProxyProtocolError",
     "InvalidTarget",
     "UnsupportedVersion",
     "InvalidHeader",
@@ -54,6 +55,11 @@ class HttpParserError(FastWSGIError):
 
 class InvalidRequestLine(HttpParserError):
     """Method, spacing or line ending of the request line is not RFC 9112 §3."""
+
+
+class ProxyProtocolError(InvalidRequestLine):
+    """The connection does not start with a valid PROXY protocol header (a listener
+    with --proxy-protocol; fastwsgi._proxyproto)."""
 
 
 class InvalidTarget(HttpParserError):

@@ -224,7 +224,8 @@ class _Finished:
 def wrap_app(app, config, worker=None):
     """``app`` run between pre_request and post_request, or ``app`` itself if neither
     is set.  An exception from pre_request fails that request (500, logged), as in
-    gunicorn; one from post_request is logged."""
+    gunicorn; one from post_request is logged.  post_request runs once the server
+    closes the response, or at once if pre_request or the app raised."""
     worker = worker or current_worker()
     if worker is not None:
         worker.wsgi = app
@@ -235,9 +236,8 @@ def wrap_app(app, config, worker=None):
 
     def hooked(environ, start_response):
         req = Request(environ)
-        if pre is not None:
-            pre(worker, req)
         if post is None:
+            pre(worker, req)
             return app(environ, start_response)
         resp = Response()
 
@@ -248,7 +248,9 @@ def wrap_app(app, config, worker=None):
             resp._started(status, headers)
             return start_response(status, headers, exc_info)
 
-        try:
+        try:                    # as gunicorn: post_request even if pre_request raised
+            if pre is not None:
+                pre(worker, req)
             result = app(environ, start)
         except BaseException:
             done()

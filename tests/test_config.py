@@ -12,13 +12,12 @@ import textwrap
 import pytest
 
 from fastwsgi import config as cfg
+from fastwsgi.cli import build_parser, load_config
 from fastwsgi.config import (
     SETTINGS,
     SETTINGS_BY_NAME,
     Config,
     ConfigError,
-    build_parser,
-    load_config,
     parse_bind,
     settings_markdown,
 )
@@ -132,7 +131,7 @@ def test_the_cli_drops_the_modules_parsing_imported(tmp_path):
     import subprocess
     code = textwrap.dedent("""\
         import sys
-        from fastwsgi.config import load_config
+        from fastwsgi.cli import load_config
         config, spec = load_config(sys.argv[1:], env={}, drop_parser_modules=True)
         print(spec, config.bind, config.workers)
         print(*[m for m in ("argparse", "gettext", "locale") if m in sys.modules])

@@ -81,7 +81,7 @@ def build_parser(prog=PROG):
     parser.add_argument("app_spec", metavar="APP_SPEC", nargs="*",
                         help="the WSGI application, e.g. myproject.wsgi:application; "
                         "or mounts, PREFIX=APP_SPEC (see --mount)")
-    parser.add_argument("--version", action="version", version=f"{prog} {version()}",
+    parser.add_argument("-v", "--version", action="version", version=f"{prog} {version()}",
                         help="print the version and exit")
     groups = {}
     for setting in SETTINGS:

@@ -398,6 +398,8 @@ def parse_bind(text):
             raise ValueError(f"expected uwsgi://ADDRESS, got {_got(text)}")
         return inner._replace(protocol="uwsgi")
     bad = ValueError(f"expected {_BIND_FORMS}, got {_got(text)}")
+    if raw.startswith("tcp://"):            # gunicorn's explicit form
+        raw = raw[len("tcp://"):]
     if raw.startswith("unix:"):
         path = raw[len("unix:"):]
         if path.startswith("//"):  # unix:///tmp/x.sock, as gunicorn accepts
@@ -1060,6 +1062,8 @@ def resolve(args, env_args=None, env=None, cwd=None):
                                "-c gunicorn.conf.py, or rename it fastwsgi.conf.py")
 
     _apply_env(config, env)
+    if "GUNICORN_CMD_ARGS" in env and ENV_PREFIX + "CMD_ARGS" not in env:
+        config.warnings.append(f"GUNICORN_CMD_ARGS is not read: set {ENV_PREFIX}CMD_ARGS")
     if env_args is not None:
         _apply_command_line(config, env_args, ENV_PREFIX + "CMD_ARGS")
     _apply_command_line(config, args)
@@ -1168,11 +1172,11 @@ use instead (it never drops a setting in silence).  Generated from
   gunicorn loads `./gunicorn.conf.py`); a `./gunicorn.conf.py` is not read unless
   named with `-c` (fastwsgi says so at start).
 - `FASTWSGI_CMD_ARGS` is `GUNICORN_CMD_ARGS`: options (and the APP_SPEC) read before
-  the command line, which wins.  `WEB_CONCURRENCY` sets the default `workers`.
+  the command line, which wins (a `GUNICORN_CMD_ARGS` left set gets a warning).  `WEB_CONCURRENCY` sets the default `workers`.
   gunicorn's `PORT`, `FORWARDED_ALLOW_IPS` and `SENDFILE` variables are not read:
   use `FASTWSGI_BIND`, `FASTWSGI_FORWARDED_ALLOW_IPS`.
 - `-b :8000` and `-b 8000` listen on every interface (0.0.0.0:8000), as in gunicorn;
-  a bare host means port 8000.
+  a bare host means port 8000; `tcp://HOST:PORT` is HOST:PORT.
 - `-k sync` and `-k gthread` are fastwsgi's worker (one event loop per process, the
   app on `--threads` threads); other worker classes (gevent, eventlet, tornado,
   uvicorn's) are refused.

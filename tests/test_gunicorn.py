@@ -16,18 +16,10 @@ import textwrap
 import pytest
 
 from fastwsgi import _gunicorn, hooks
-from fastwsgi.cli import build_parser, load_config
+from fastwsgi.cli import build_parser
 from fastwsgi.config import _FILE_KEYS, SETTINGS, Config, ConfigError
 from process_helpers import children, get, wait_until
-
-
-def load(argv, env=None, cwd=None):
-    return load_config(argv, env=env or {}, cwd=str(cwd) if cwd else None)
-
-
-def write(path, text):
-    path.write_text(textwrap.dedent(text))
-    return path
+from test_config import load, write
 
 
 # ------------------------------------------------------------------------ the table
@@ -208,6 +200,9 @@ def test_fastwsgi_cmd_args_is_gunicorn_cmd_args(tmp_path):
     assert (c.workers, c.threads, c.log_level, spec) == (5, 2, "debug", "env:app")
     assert c.source_of("threads") == "FASTWSGI_CMD_ARGS"
     assert load(["cli:app"], env=env, cwd=tmp_path)[1] == "cli:app"
+    c, _ = load(["a:b"], env={"GUNICORN_CMD_ARGS": "-w 3"}, cwd=tmp_path)
+    assert c.workers == 1
+    assert c.warnings == ["GUNICORN_CMD_ARGS is not read: set FASTWSGI_CMD_ARGS"]
     with pytest.raises(ConfigError, match="^FASTWSGI_CMD_ARGS: expected a positive"):
         load(["a:b"], env={"FASTWSGI_CMD_ARGS": "-w none"}, cwd=tmp_path)
     with pytest.raises(ConfigError, match="^FASTWSGI_CMD_ARGS: No closing quotation"):
@@ -217,6 +212,7 @@ def test_fastwsgi_cmd_args_is_gunicorn_cmd_args(tmp_path):
 @pytest.mark.parametrize("bind,expected", [
     (":8000", "0.0.0.0:8000"), ("8000", "0.0.0.0:8000"), (":0", "0.0.0.0:0"),
     ("localhost", "localhost:8000"), ("127.0.0.1:9", "127.0.0.1:9"),
+    ("tcp://127.0.0.1:7", "127.0.0.1:7"),
 ])
 def test_gunicorn_bind_forms(tmp_path, bind, expected):
     assert load(["-b", bind, "a:b"], cwd=tmp_path)[0].bind == [expected]

@@ -284,17 +284,19 @@ def _run_master(app_spec, config, needs):
 
 
 def _run_single(app_spec, config):
+    """One process, master and worker at once: the hooks of both that make sense
+    without a fork run here, in gunicorn's order."""
     from fastwsgi.mount import build_app   # APP_SPEC or mounts, behind --static
     server_info = hooks.start(config, app_spec)
-    app = hooks.wrap_app(build_app(app_spec, config), config)
-    try:
-        server = importlib.import_module("fastwsgi.server")
-    except Exception as exc:  # compiled modules missing, stale or mismatched
-        raise StartupError(f"cannot import the server: {type(exc).__name__}: {exc} "
-                           "(rebuild the compiled modules: python setup.py build_ext "
-                           "--inplace)") from None
     _call_hook(config, "on_starting", server_info)
     try:
+        app = hooks.wrap_app(build_app(app_spec, config), config)
+        try:
+            server = importlib.import_module("fastwsgi.server")
+        except Exception as exc:  # compiled modules missing, stale or mismatched
+            raise StartupError(f"cannot import the server: {type(exc).__name__}: {exc} "
+                               "(rebuild the compiled modules: python setup.py "
+                               "build_ext --inplace)") from None
         _call_hook(config, "post_worker_init", hooks.current_worker())
         with _Pidfile(config.pidfile):
             return server.serve(app, config)

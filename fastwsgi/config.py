@@ -534,7 +534,8 @@ class Setting(namedtuple("Setting", "name section validator default help flags a
     section: heading in --help and in the docs table; validator: raw value ->
     normalized value, or ValueError; default; help: the --help text; flags: CLI
     flags, the first "--" one names the setting in errors; action: "store",
-    "append" (repeatable list) or "bool"; metavar: the value in --help; sources:
+    "append" (repeatable list), "bool" (--x/--no-x) or "flag" (--x alone: a switch
+    such as --check-config); metavar: the value in --help; sources:
     where it may be set (ALL_SOURCES, HOOK_SOURCES...); aliases: other keys
     accepted in files (gunicorn's spelling).
     """

@@ -508,3 +508,29 @@ def test_real_server_error_logfile(project):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "listening on" not in err
+
+
+def test_single_process_hooks_get_gunicorn_shaped_arguments(fake_server, project):
+    (project / "conf.py").write_text(textwrap.dedent("""\
+        seen = []
+        def on_starting(server):
+            server.log.info("starting %s", server.app.app_uri)
+            seen.append(("on_starting", server.pid, server.cfg.threads))
+        def post_worker_init(worker):
+            seen.append(("post_worker_init", worker.pid, worker.age, worker.wsgi.__name__))
+        def worker_exit(server, worker):
+            seen.append(("worker_exit", worker.pid))
+        def on_exit(server):
+            seen.append(("on_exit", server.pid))
+        """))
+    fake = fake_server()
+    assert cli.main(["-c", "conf.py", "--threads", "2", "cliapp:app"]) == 0
+    config = fake.calls[0][1]
+    seen = config.on_starting.__globals__["seen"]
+    pid = os.getpid()
+    assert seen == [("on_starting", pid, 2), ("post_worker_init", pid, 1, "app"),
+                    ("worker_exit", pid), ("on_exit", pid)]
+    assert fake.calls[0][0].__name__ == "app"      # no request hooks: the app itself
+    (project / "conf.py").write_text("def pre_request(worker, req):\n    pass\n")
+    assert cli.main(["-c", "conf.py", "cliapp:app"]) == 0
+    assert fake.calls[1][0].__name__ == "hooked"

@@ -935,8 +935,23 @@ def _read_pyproject(config, path):
         config.set(name, value, source)
 
 
+def _import_config_module(name, flag):
+    """-c python:MODULE (gunicorn's form): the module's namespace."""
+    import importlib
+    if not all(part.isidentifier() for part in name.split(".")):
+        raise ConfigError(f"{flag}: python:{name}: not a module name")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return vars(importlib.import_module(name))
+    except Exception as exc:  # the module is user code: report, do not crash
+        raise ConfigError(f"{flag}: python:{name}: {type(exc).__name__}: {exc}") from None
+
+
 def _exec_config_file(path, flag):
     """Run a Python config file like gunicorn does; return its namespace."""
+    if path.startswith("python:"):
+        return _import_config_module(path[len("python:"):], flag)
     try:
         with open(path, "rb") as f:
             code = f.read()
@@ -1022,6 +1037,10 @@ def _config_file(args, env, cwd):
             None, None)
     if not path:
         return None, None
+    if path.startswith("python:"):          # gunicorn's -c python:MODULE
+        return path, source
+    if path.startswith("file:"):            # gunicorn's -c file:PATH
+        path = path[len("file:"):]
     if cwd is not None and not os.path.isabs(path):
         path = os.path.join(cwd, path)
     if not os.path.exists(path):
@@ -1169,7 +1188,7 @@ use instead (it never drops a setting in silence).  Generated from
 ## Files, environment, command line
 
 - `-c gunicorn.conf.py` runs the file as gunicorn does: module-level names are
-  settings, functions are hooks.  `./fastwsgi.conf.py` is loaded by default (as
+  settings, functions are hooks (`-c file:PATH` and `-c python:MODULE` too).  `./fastwsgi.conf.py` is loaded by default (as
   gunicorn loads `./gunicorn.conf.py`); a `./gunicorn.conf.py` is not read unless
   named with `-c` (fastwsgi says so at start).
 - `FASTWSGI_CMD_ARGS` is `GUNICORN_CMD_ARGS`: options (and the APP_SPEC) read before

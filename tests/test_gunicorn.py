@@ -171,6 +171,22 @@ def test_fastwsgi_conf_py_in_the_working_directory_is_loaded_by_default(tmp_path
     assert load(["a:b"], env=env, cwd=tmp_path)[0].workers == 5
 
 
+def test_config_file_forms_file_and_python(tmp_path, monkeypatch):
+    write(tmp_path / "conf.py", "workers = 4\n")
+    (tmp_path / "settings_pkg").mkdir()
+    write(tmp_path / "settings_pkg" / "__init__.py", "")
+    write(tmp_path / "settings_pkg" / "fastwsgi_conf.py", "threads = 6\nworkers = 2\n")
+    assert load(["-c", "file:conf.py", "a:b"], cwd=tmp_path)[0].workers == 4
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    c, _ = load(["-c", "python:settings_pkg.fastwsgi_conf", "a:b"])
+    assert (c.threads, c.workers) == (6, 2)
+    assert c.source_of("threads") == "python:settings_pkg.fastwsgi_conf: threads"
+    with pytest.raises(ConfigError, match=r"^--config: python:no_such_conf_xyz: "
+                                          r"ModuleNotFoundError: No module named"):
+        load(["-c", "python:no_such_conf_xyz", "a:b"])
+
+
 def test_a_gunicorn_conf_py_alone_is_not_read_but_mentioned(tmp_path):
     write(tmp_path / "gunicorn.conf.py", "workers = 3\n")
     c, _ = load(["a:b"], cwd=tmp_path)

@@ -28,7 +28,8 @@ import traceback
 
 from fastwsgi.errors import AppLoadError
 
-__all__ = ["AppLoadError", "load_app", "parse_app_spec", "app_traceback"]
+__all__ = ["AppLoadError", "load_app", "parse_app_spec", "app_traceback",
+           "load_error_text"]
 
 DEFAULT_ATTRIBUTE = "application"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
@@ -135,6 +136,13 @@ def app_traceback(error, debug=False):
     if not debug:
         _without_our_frames(te, set())
     return "".join(te.format())
+
+
+def load_error_text(error, debug=False):
+    """``error`` for a log line: its one line, after the app's traceback (on lines
+    of their own) when the app's code raised."""
+    text = app_traceback(error, debug)
+    return f"\n{text}{error}" if text else str(error)
 
 
 def _is_missing(module, missing):

@@ -222,7 +222,7 @@ class Arbiter:
     def _reload_app(self):
         """SIGHUP with --preload: import the project's modules again (installed
         packages and the standard library stay; some cannot be imported twice)."""
-        from fastwsgi._loader import AppLoadError
+        from fastwsgi._loader import AppLoadError, load_error_text
 
         shared_dirs = {os.path.realpath(p) + os.sep for p in
                        (sysconfig.get_path(n) for n in
@@ -248,7 +248,8 @@ class Arbiter:
             sys.modules.update(saved)
             self.app, self.app_modules = old_app, old_modules
             gc.freeze()
-            log.error("reload failed: %s; the old workers keep serving", exc)
+            log.error("reload failed: %s; the old workers keep serving",
+                      load_error_text(exc, self.config.log_level == "debug"))
             return False
         self.app_modules |= old_modules
         return True

@@ -224,7 +224,7 @@ class Worker:
 
     def _boot(self):
         """Everything before serving; returns an exit status on failure, else None."""
-        from fastwsgi._loader import AppLoadError, app_traceback
+        from fastwsgi._loader import AppLoadError, load_error_text
         from fastwsgi.mount import build_app
         from fastwsgi.logs import AccessLog
         from fastwsgi.server import Server
@@ -235,8 +235,8 @@ class Worker:
             try:
                 self.app = build_app(self.app_spec, self.config)
             except AppLoadError as exc:
-                log.error("worker %d: cannot load the application:\n%s%s", os.getpid(),
-                          app_traceback(exc, self.config.log_level == "debug"), exc)
+                log.error("worker %d: cannot load the application: %s", os.getpid(),
+                          load_error_text(exc, self.config.log_level == "debug"))
                 return APP_LOAD_ERROR
         self.app = hooks.wrap_app(self.app, self.config)   # pre_request/post_request
         try:

@@ -534,3 +534,19 @@ def test_single_process_hooks_get_gunicorn_shaped_arguments(fake_server, project
     (project / "conf.py").write_text("def pre_request(worker, req):\n    pass\n")
     assert cli.main(["-c", "conf.py", "cliapp:app"]) == 0
     assert fake.calls[1][0].__name__ == "hooked"
+
+
+def test_workers_log_the_apps_traceback_then_the_one_line(project):
+    (project / "nested.py").write_text("import helper\napp = None\n")
+    (project / "helper.py").write_text("def f():\n    return {}['key']\nf()\n")
+    result = run("-w", "2", "-b", "127.0.0.1:0", "nested:app", cwd=project)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    start = next(i for i, line in enumerate(lines)
+                 if line.endswith("cannot load the application: "))
+    assert lines[start + 1] == "Traceback (most recent call last):"
+    assert lines[start + 2] == f'  File "{project / "nested.py"}", line 1, in <module>'
+    summary = next(line for line in lines[start:] if line.startswith("cannot import"))
+    assert summary == "cannot import 'nested': KeyError: 'key' (helper.py, line 2)"
+    block = lines[start:lines.index(summary)]
+    assert not any("fastwsgi" in line or "importlib" in line for line in block[1:])

@@ -17,8 +17,10 @@ to do), "note" (accepted, ``text`` says why it changes nothing) or "refuse"
 fastwsgi does not declare to ``(name, takes_value)`` (a flag without a value
 stores True, or its ``CONST``).  ``GUNICORN_SETTINGS`` lists
 every gunicorn name in gunicorn's order, for the docs table and its test.
-Imported only when a config file or command line uses a name fastwsgi does not
-know: the plain serving path never loads it.
+A name here that later becomes a fastwsgi setting is simply no longer looked up
+(settings, aliases and declared flags come first).  The CLI's parser reads
+``FLAGS`` and drops this module again with argparse; fastwsgi.config imports it
+only for a name it does not know: a plain server does not keep it.
 """
 
 __all__ = ["GUNICORN_SETTINGS", "UNSUPPORTED", "FLAGS", "CONST", "ANY", "judge",

@@ -122,6 +122,8 @@ def _take_gunicorn_flags(argv):
     (the rest, [(flag, gunicorn setting name, value)]) for fastwsgi.config to judge."""
     from fastwsgi._gunicorn import CONST, FLAGS
 
+    # a gunicorn name that became a fastwsgi setting (and flag) is ours to parse
+    ours = {flag for setting in SETTINGS for flag in setting.flags}
     rest, found = [], []
     argv = list(argv)
     i = 0
@@ -131,7 +133,8 @@ def _take_gunicorn_flags(argv):
             rest.extend(argv[i:])
             break
         flag, eq, inline = token.partition("=")
-        known = FLAGS.get(flag if flag.startswith("--") else token)
+        flag = flag if flag.startswith("--") else token
+        known = FLAGS.get(flag) if flag not in ours else None
         if known is None:
             rest.append(token)
             i += 1

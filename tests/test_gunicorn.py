@@ -29,8 +29,8 @@ def test_every_gunicorn_setting_works_or_is_judged():
     names = _gunicorn.GUNICORN_SETTINGS
     assert len(names) == len(set(names)) == 119   # gunicorn 25.x
     for name in names:
-        known, judged = name in _FILE_KEYS, name in _gunicorn.UNSUPPORTED
-        assert known != judged, name
+        # (a judged name that became a setting is looked up as the setting)
+        assert name in _FILE_KEYS or name in _gunicorn.UNSUPPORTED, name
     assert set(_gunicorn.UNSUPPORTED) <= set(names)
     for name in ("preload_app", "raw_env", "pythonpath", "worker_connections",
                  "forwarded_allow_ips", "reload_extra_files", "capture_output",
@@ -47,7 +47,9 @@ def test_every_gunicorn_setting_works_or_is_judged():
 def test_gunicorn_flags_are_not_ours_and_name_a_judged_setting():
     ours = {f for s in SETTINGS for f in s.flags}
     for flag, (name, _) in _gunicorn.FLAGS.items():
-        assert flag not in ours and name in _gunicorn.UNSUPPORTED, flag
+        assert name in _gunicorn.UNSUPPORTED, flag
+        if flag in ours:        # it became a setting: ours to parse, not judged
+            assert name in _FILE_KEYS, flag
     helptext = build_parser().format_help()
     for flag in ("-k", "--worker-class", "-p", "-e", "--env", "-n", "--name",
                  "--check-config", "--print-config", "--pythonpath",
@@ -616,3 +618,15 @@ def test_reload_extra_files(serve, gproject):
     template.write_text("v2")
     os.utime(template, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
     server.wait_for_output(r"page\.html changed; reloading", timeout=15)
+
+
+def test_a_judged_name_that_becomes_a_setting_is_the_setting(tmp_path, monkeypatch):
+    """Others add settings (gunicorn's user, group...): the setting, its alias and its
+    flag then win over the table of unsupported names."""
+    monkeypatch.setitem(_gunicorn.UNSUPPORTED, "backlog", ((2048,), "never used"))
+    monkeypatch.setitem(_gunicorn.FLAGS, "--backlog", ("backlog", True))
+    write(tmp_path / "conf.py", "backlog = 64\n")
+    c, _ = load(["-c", "conf.py", "--backlog", "128", "a:b"], cwd=tmp_path)
+    assert c.backlog == 128 and c.source_of("backlog") == "--backlog"
+    c, _ = load(["-c", "conf.py", "a:b"], cwd=tmp_path)
+    assert c.backlog == 64 and c.notes == []

@@ -47,6 +47,7 @@ NOT_IMPORTED = [
     "queue",                            # 100 KB: --threads
     "base64",                           # 220 KB: the access log's %(u)s atom
     "encodings.idna", "stringprep", "unicodedata",  # 280 KB: getaddrinfo(str host)
+    "fastwsgi._gunicorn", "shlex",      # gunicorn's names, FASTWSGI_CMD_ARGS
 ]
 
 

@@ -592,17 +592,27 @@ def test_capture_output_sends_the_apps_prints_to_the_error_log(tmp_path):
 
 
 def test_proc_name(serve, gproject):
+    """-n NAME: process titles with setproctitle (the `proctitle` extra), else a
+    debug note; whichever is installed here is what is checked."""
     project, _ = gproject
-    server = serve("-n", "shop", "--log-level", "debug", "envapp:app", cwd=str(project))
-    with open(f"/proc/{server.pid}/cmdline", "rb") as f:
-        cmdline = f.read()
+    server = serve("-n", "shop", "-w", "2", "--log-level", "debug", "envapp:app",
+                   cwd=str(project))
+    workers = wait_until(lambda: len(children(server.pid)) == 2 and children(server.pid),
+                         20, "two workers")
+
+    def title(pid):
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+
     try:
         import setproctitle  # noqa: F401
     except ImportError:
         assert "--name shop: process titles need the setproctitle package" in server.output
-        assert b"fastwsgi: master shop" not in cmdline
+        assert b"fastwsgi: master shop" not in title(server.pid)
     else:
-        assert cmdline.startswith(b"fastwsgi: master shop")
+        assert title(server.pid).startswith(b"fastwsgi: master shop")
+        wait_until(lambda: all(title(w).startswith(b"fastwsgi: worker shop")
+                               for w in workers), 10, "the worker titles")
 
 
 def test_reload_extra_files(serve, gproject):

@@ -689,7 +689,7 @@ SETTINGS = (
             flags=("-k", "--worker-class"), metavar="CLASS"),
     Setting("proc_name", "Processes", optional_string, None,
             "Process title base (fastwsgi: master NAME / worker NAME); needs the "
-            "setproctitle package (pip install fastwsgi[proctitle]), else it is only "
+            "setproctitle package (the proctitle extra), else it is only "
             "noted in the debug log.",
             flags=("-n", "--name"), metavar="NAME"),
     Setting("reload_extra_files", "Processes", file_list, [],

@@ -1026,10 +1026,12 @@ def _apply_env(config, env):
 # ------------------------------------------------------------------------------ loading
 
 
-def _config_file(args, env, cwd):
+def _config_file(args, env_args, env, cwd):
     """(path, source) of the Python config file to run, or (None, None)."""
     path = args.get("config")
     source = "--config"
+    if path is None and env_args is not None and "config" in env_args:
+        path, source = env_args["config"], ENV_PREFIX + "CMD_ARGS"
     if path is None and ENV_PREFIX + "CONFIG" in env:
         path, source = env[ENV_PREFIX + "CONFIG"], ENV_PREFIX + "CONFIG"
     if path is None:
@@ -1073,10 +1075,10 @@ def resolve(args, env_args=None, env=None, cwd=None):
         config.set("workers", env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
     _read_pyproject(config, os.path.join(cwd or "", "pyproject.toml"))
 
-    config_file, config_source = _config_file(args, env, cwd)
+    config_file, config_source = _config_file(args, env_args, env, cwd)
     if config_file:
         _apply_config_file(config, config_file, config_source)
-        if "config" not in args:
+        if config_source.startswith("./"):      # the default file
             config.set("config", config_file, config_source)
     elif os.path.isfile(os.path.join(cwd or "", "gunicorn.conf.py")):
         config.warnings.append("./gunicorn.conf.py is not read by default: pass "

@@ -218,6 +218,10 @@ def test_fastwsgi_cmd_args_is_gunicorn_cmd_args(tmp_path):
     assert (c.workers, c.threads, c.log_level, spec) == (5, 2, "debug", "env:app")
     assert c.source_of("threads") == "FASTWSGI_CMD_ARGS"
     assert load(["cli:app"], env=env, cwd=tmp_path)[1] == "cli:app"
+    write(tmp_path / "conf.py", "threads = 9\n")
+    env = {"FASTWSGI_CMD_ARGS": "-c conf.py", "FASTWSGI_CONFIG": "other.py"}
+    c, _ = load(["a:b"], env=env, cwd=tmp_path)
+    assert c.threads == 9 and c.source_of("config") == "FASTWSGI_CMD_ARGS"
     c, _ = load(["a:b"], env={"GUNICORN_CMD_ARGS": "-w 3"}, cwd=tmp_path)
     assert c.workers == 1
     assert c.warnings == ["GUNICORN_CMD_ARGS is not read: set FASTWSGI_CMD_ARGS"]

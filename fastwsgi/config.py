@@ -1191,13 +1191,16 @@ use instead (it never drops a setting in silence).  Generated from
 ## Files, environment, command line
 
 - `-c gunicorn.conf.py` runs the file as gunicorn does: module-level names are
-  settings, functions are hooks (`-c file:PATH` and `-c python:MODULE` too).  `./fastwsgi.conf.py` is loaded by default (as
-  gunicorn loads `./gunicorn.conf.py`); a `./gunicorn.conf.py` is not read unless
-  named with `-c` (fastwsgi says so at start).
-- `FASTWSGI_CMD_ARGS` is `GUNICORN_CMD_ARGS`: options (and the APP_SPEC) read before
-  the command line, which wins (a `GUNICORN_CMD_ARGS` left set gets a warning).  `WEB_CONCURRENCY` sets the default `workers`.
-  gunicorn's `PORT`, `FORWARDED_ALLOW_IPS` and `SENDFILE` variables are not read:
-  use `FASTWSGI_BIND`, `FASTWSGI_FORWARDED_ALLOW_IPS`.
+  settings, functions are hooks (`-c file:PATH` and `-c python:MODULE` too).
+  `./fastwsgi.conf.py` is loaded by default (as gunicorn loads
+  `./gunicorn.conf.py`); a `./gunicorn.conf.py` is not read unless named with `-c`
+  (fastwsgi says so at start).  As in gunicorn, a setting given on the command line
+  replaces the file's value, lists too (`-e` replaces the file's `raw_env`).
+- `FASTWSGI_CMD_ARGS` is `GUNICORN_CMD_ARGS`: options, `-c FILE` and the APP_SPEC,
+  read before the command line, which wins (a `GUNICORN_CMD_ARGS` left set gets a
+  warning).  `WEB_CONCURRENCY` sets the default `workers`.  gunicorn's `PORT`,
+  `FORWARDED_ALLOW_IPS` and `SENDFILE` variables are not read: use `FASTWSGI_BIND`,
+  `FASTWSGI_FORWARDED_ALLOW_IPS`.
 - `-b :8000` and `-b 8000` listen on every interface (0.0.0.0:8000), as in gunicorn;
   a bare host means port 8000; `tcp://HOST:PORT` is HOST:PORT.
 - `-k sync` and `-k gthread` are fastwsgi's worker (one event loop per process, the

@@ -12,8 +12,9 @@ gunicorn setting (the ``Setting`` classes of gunicorn/config.py, 25.x: commit
   default); any other value is refused with that line, never dropped in silence.
 
 Contract: ``judge(name, value) -> (verdict, text)`` where verdict is "ok" (nothing
-to do), "note" (accepted, ``text`` says why it changes nothing) or "refuse"
-(``text`` is the one-line reason); ``FLAGS`` maps gunicorn's command-line flags that
+to do), "note" (accepted, ``text`` says why it changes nothing), "warn" (a hook
+whose moment fastwsgi does not have, such as pre_exec: kept, never called, and
+said so at start) or "refuse" (``text`` is the one-line reason); ``FLAGS`` maps gunicorn's command-line flags that
 fastwsgi does not declare to ``(name, takes_value)`` (a flag without a value
 stores True, or its ``CONST``).  ``GUNICORN_SETTINGS`` lists
 every gunicorn name in gunicorn's order, for the docs table and its test.
@@ -23,10 +24,11 @@ A name here that later becomes a fastwsgi setting is simply no longer looked up
 only for a name it does not know: a plain server does not keep it.
 """
 
-__all__ = ["GUNICORN_SETTINGS", "UNSUPPORTED", "FLAGS", "CONST", "ANY", "judge",
+__all__ = ["GUNICORN_SETTINGS", "UNSUPPORTED", "FLAGS", "CONST", "ANY", "NEVER", "judge",
            "SECURE_SCHEME_DEFAULT"]
 
 ANY = object()   # every value is fine: the setting has nothing to act on here
+NEVER = object()  # a hook for a moment fastwsgi does not have: kept, never called
 
 # gunicorn's default: X-Forwarded-Proto is the one fastwsgi reads (with Forwarded)
 SECURE_SCHEME_DEFAULT = {"X-FORWARDED-PROTOCOL": "ssl", "X-FORWARDED-PROTO": "https",
@@ -127,9 +129,9 @@ UNSUPPORTED = {
     "default_proc_name": (ANY, "process titles come from proc_name (-n/--name)"),
     "paste": ((None,), "name the WSGI app (MODULE:NAME); a PasteDeploy app loads "
               "through a factory, MODULE:FACTORY()"),
-    "pre_exec": ((None,), "fastwsgi never re-executes itself (no SIGUSR2 binary "
+    "pre_exec": (NEVER, "fastwsgi never re-executes itself (no SIGUSR2 binary "
                  "upgrade): restart the service to run new code, or send SIGHUP"),
-    "ssl_context": ((None,), _TLS),
+    "ssl_context": (NEVER, _TLS),
     "proxy_allow_ips": (("*",), _TRUST_ALL),
     "uwsgi_allow_ips": (("*",), _TRUST_ALL),
     "keyfile": ((None,), _TLS),
@@ -167,10 +169,10 @@ UNSUPPORTED = {
     "dirty_timeout": ((300,), _DIRTY),
     "dirty_threads": ((1,), _DIRTY),
     "dirty_graceful_timeout": ((30,), _DIRTY),
-    "on_dirty_starting": ((None,), _DIRTY),
-    "dirty_post_fork": ((None,), _DIRTY),
-    "dirty_worker_init": ((None,), _DIRTY),
-    "dirty_worker_exit": ((None,), _DIRTY),
+    "on_dirty_starting": (NEVER, _DIRTY),
+    "dirty_post_fork": (NEVER, _DIRTY),
+    "dirty_worker_init": (NEVER, _DIRTY),
+    "dirty_worker_exit": (NEVER, _DIRTY),
     "control_socket": (ANY, "fastwsgi has no control socket (so nothing listens "
                        "there): signals do its work (docs/process-model.md)"),
     "control_socket_mode": (ANY, "fastwsgi has no control socket"),
@@ -256,6 +258,12 @@ def judge(name, value):
     harmless, instead = UNSUPPORTED[name]
     if harmless is ANY:
         return "note", f"has no effect in fastwsgi: {instead}"
+    if harmless is NEVER:
+        if value is None:
+            return "ok", ""
+        if not callable(value):
+            return "refuse", f"expected a callable (a gunicorn hook), got {value!r}"
+        return "warn", f"gunicorn hook never called by fastwsgi: {instead}"
     if _same(value, harmless):
         return "ok", ""
     if name == "secure_scheme_headers" and isinstance(value, dict):

@@ -785,6 +785,8 @@ def _gunicorn_setting(config, name, value, source):
         raise ConfigError(f"{source}: {text}")
     if verdict == "note":
         config.notes.append(f"{source}: {text}")
+    elif verdict == "warn":
+        config.warnings.append(f"{source}: {text}")
     return True
 
 
@@ -1169,6 +1171,8 @@ def gunicorn_document():
         harmless, instead = _gunicorn.UNSUPPORTED[name]
         if harmless is _gunicorn.ANY:
             what = "accepted, no effect (noted in the log): " + instead
+        elif harmless is _gunicorn.NEVER:
+            what = "a hook kept but never called (a warning says so): " + instead
         else:
             values = ", ".join(shown(v) for v in harmless)
             what = f"accepted if {values}; refused otherwise: {instead}"
@@ -1222,7 +1226,9 @@ Hooks take gunicorn's arguments.  `server` has `.log` (the `fastwsgi.error` logg
 `post_request` wrap the app only when set: requests pay nothing otherwise.  With one
 process and no master, the process is both: `on_starting`, `when_ready`,
 `post_worker_init`, the request hooks, `worker_exit` and `on_exit` run; the fork
-and signal hooks do not.  `pre_exec` is refused: fastwsgi never re-executes itself.
+and signal hooks do not.  Hooks for moments fastwsgi does not have (`pre_exec`:
+it never re-executes itself; `ssl_context`; the dirty-arbiter hooks) are accepted,
+never called, and a warning says so at start: gunicorn's own example config runs.
 
 {hooks}
 

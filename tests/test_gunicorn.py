@@ -78,8 +78,7 @@ def test_gunicorn_doc_is_generated_from_the_tables():
     ("proxy_allow_ips = '10.0.0.1'", "proxy_allow_ips: gunicorn setting not supported: "
                                      "fastwsgi takes that header from every peer"),
     ("secure_scheme_headers = {'X-SCHEME': 'https'}", "have the proxy send X-Forwarded-Proto"),
-    ("def pre_exec(server):\n    pass", "pre_exec: gunicorn setting not supported: fastwsgi "
-                                        "never re-executes itself"),
+    ("pre_exec = 'not callable'", "pre_exec: expected a callable (a gunicorn hook)"),
     ("statsd_host = 'localhost:8125'", "scrape its Prometheus metrics"),
     ("sendfile = False", "sendfile: gunicorn setting not supported"),
     ("worker_class = 'gevent'", "worker_class: fastwsgi has no worker class 'gevent'"),
@@ -113,6 +112,77 @@ def test_gunicorn_defaults_and_harmless_values_are_accepted(tmp_path):
     assert "worker_tmp_dir: has no effect in fastwsgi: workers report to the master " \
            "through shared memory" in c.notes[0]
     assert "secure_scheme_headers: only X-Forwarded-Proto counts" in c.notes[1]
+
+
+def test_hooks_for_moments_fastwsgi_lacks_are_kept_with_a_warning(tmp_path):
+    write(tmp_path / "gunicorn.conf.py", """\
+        def pre_exec(server):
+            server.log.info("Forked child, re-executing.")
+        def ssl_context(conf, default_ssl_context_factory):
+            return default_ssl_context_factory()
+        """)
+    c, _ = load(["-c", "gunicorn.conf.py", "a:b"], cwd=tmp_path)
+    path = tmp_path / "gunicorn.conf.py"
+    assert c.warnings == [
+        f"{path}: pre_exec: gunicorn hook never called by fastwsgi: fastwsgi never "
+        "re-executes itself (no SIGUSR2 binary upgrade): restart the service to run "
+        "new code, or send SIGHUP",
+        f"{path}: ssl_context: gunicorn hook never called by fastwsgi: fastwsgi does not "
+        "terminate TLS: put nginx, HAProxy or a load balancer in front "
+        "(docs/deployment.md)"]
+
+
+def test_gunicorns_example_config_runs(tmp_path, serve):
+    """gunicorn's examples/example_config.py (abridged: its settings and hooks)."""
+    write(tmp_path / "example_config.py", """\
+        bind = '127.0.0.1:8000'
+        backlog = 2048
+        workers = 1
+        worker_class = 'sync'
+        worker_connections = 1000
+        timeout = 30
+        keepalive = 2
+        spew = False
+        daemon = False
+        raw_env = ['DJANGO_SECRET_KEY=something', 'SPAM=eggs']
+        pidfile = None
+        umask = 0
+        user = None
+        group = None
+        tmp_upload_dir = None
+        errorlog = '-'
+        loglevel = 'info'
+        accesslog = '-'
+        access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
+        proc_name = None
+        def post_fork(server, worker):
+            server.log.info("Worker spawned (pid: %s)", worker.pid)
+        def pre_fork(server, worker):
+            pass
+        def pre_exec(server):
+            server.log.info("Forked child, re-executing.")
+        def when_ready(server):
+            server.log.info("Server is ready. Spawning workers")
+        def worker_int(worker):
+            worker.log.info("worker received INT or QUIT signal")
+        def worker_abort(worker):
+            worker.log.info("worker received SIGABRT signal")
+        def ssl_context(conf, default_ssl_context_factory):
+            import ssl
+            return default_ssl_context_factory()
+        """)
+    c, _ = load(["-c", "example_config.py", "a:b"], cwd=tmp_path)
+    assert c.raw_env == ["DJANGO_SECRET_KEY=something", "SPAM=eggs"]
+    assert (c.max_connections, c.keep_alive, c.access_log) == (1000, 2.0, "-")
+    assert all(callable(getattr(c, h)) for h in ("post_fork", "pre_fork", "when_ready",
+                                                  "worker_int", "worker_abort"))
+    assert [w.split(": ")[1] for w in c.warnings] == ["pre_exec", "ssl_context"]
+    (tmp_path / "envapp.py").write_text(ENVAPP)
+    server = serve("-c", "example_config.py", "envapp:app", cwd=str(tmp_path))
+    server.wait_for_output("Server is ready. Spawning workers")
+    status, body = get(server)
+    assert status == 200 and body.startswith("None None pid=")
+    server.wait_for_output(r'"GET / HTTP/1.1" 200')       # accesslog = '-'
 
 
 def test_gunicorn_names_that_work_here(tmp_path):

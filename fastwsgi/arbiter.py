@@ -51,7 +51,7 @@ import sys
 import sysconfig
 import time
 
-from fastwsgi import __version__
+from fastwsgi import __version__, hooks
 from fastwsgi.worker import (APP_LOAD_ERROR, RETIRING, SERVING, WORKER_BOOT_ERROR,
                              Shared, Worker)
 
@@ -127,12 +127,14 @@ class Arbiter:
         self.pidfile = os.path.abspath(config.pidfile) if config.pidfile else None
         self.pid = os.getpid()
         self._unix_paths = []
+        self.hook_server = hooks.start(config, app_spec, self)   # gunicorn's `server`
 
     # -- start and stop ------------------------------------------------------------
 
     def run(self):
         if not self._hook("on_starting"):
             return 1
+        self._hook("nworkers_changed", self.num_workers, None)
         try:
             self._write_pidfile()
             try:
@@ -152,6 +154,7 @@ class Arbiter:
         # --reuse-port, where only the workers listen, a client that acts on it
         # would otherwise be refused.
         self._announced = False
+        self._hook("when_ready")        # as gunicorn: bound, before the first fork
         try:
             self.manage_workers()
             while True:
@@ -178,7 +181,10 @@ class Arbiter:
         if self.start_error is not None:
             from fastwsgi._loader import AppLoadError
 
-            raise AppLoadError(self.start_error)
+            # what a single process says: the app's traceback, then the CLI's one line
+            line, _, trace = self.start_error.partition("\0")
+            sys.stderr.write(trace)
+            raise AppLoadError(line)
         log.info("stopped")
         return self.status
 
@@ -204,16 +210,8 @@ class Arbiter:
 
     # -- hooks and pidfile ---------------------------------------------------------
 
-    def _hook(self, name):
-        hook = getattr(self.config, name)
-        if hook is None:
-            return True
-        try:
-            hook(self.config)
-            return True
-        except Exception:
-            log.exception("%s hook raised", name)
-            return False
+    def _hook(self, name, *args):
+        return hooks.call(self.config, name, self.hook_server, *args)
 
     def _write_pidfile(self):
         if not self.pidfile:
@@ -249,7 +247,7 @@ class Arbiter:
     def _reload_app(self):
         """SIGHUP with --preload: import the project's modules again (installed
         packages and the standard library stay; some cannot be imported twice)."""
-        from fastwsgi._loader import AppLoadError
+        from fastwsgi._loader import AppLoadError, load_error_text
 
         shared_dirs = {os.path.realpath(p) + os.sep for p in
                        (sysconfig.get_path(n) for n in
@@ -275,7 +273,8 @@ class Arbiter:
             sys.modules.update(saved)
             self.app, self.app_modules = old_app, old_modules
             gc.freeze()
-            log.error("reload failed: %s; the old workers keep serving", exc)
+            log.error("reload failed: %s; the old workers keep serving",
+                      load_error_text(exc, self.config.log_level == "debug"))
             return False
         self.app_modules |= old_modules
         return True
@@ -412,6 +411,7 @@ class Arbiter:
         if self.stopping:
             return
         log.info("reloading (SIGHUP)")
+        self._hook("on_reload")
         if self.config.preload and not self._reload_app():
             return
         self.generation += 1
@@ -420,11 +420,13 @@ class Arbiter:
     def handle_ttin(self):
         self.num_workers += 1
         log.info("workers: %d (SIGTTIN)", self.num_workers)
+        self._hook("nworkers_changed", self.num_workers, self.num_workers - 1)
         self.manage_workers()
 
     def handle_ttou(self):
         if self.num_workers > 1:
             self.num_workers -= 1
+            self._hook("nworkers_changed", self.num_workers, self.num_workers + 1)
         log.info("workers: %d (SIGTTOU)", self.num_workers)
         self.manage_workers()
 
@@ -480,6 +482,8 @@ class Arbiter:
     def spawn_worker(self):
         self.age += 1
         shared = Shared(self.config.threads, spare=self.config.max_lost_threads)
+        worker_info = hooks.WorkerInfo(self.hook_server, self.age)
+        self._hook("pre_fork", worker_info)
         # Signals stay blocked across the fork until the child has its own handlers:
         # a SIGTERM that came before would run the master's handler in the child
         # and be lost.
@@ -494,11 +498,13 @@ class Arbiter:
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             self.workers[pid] = WorkerRecord(pid, self.age, self.generation, shared)
+            worker_info.pid = pid
             log.debug("worker %d booting", pid)
             return pid
         # the child: never return into the master's code
         status = 1
         try:
+            hooks.forked(worker_info)
             for w in self.workers.values():
                 w.shared.close()
             self.workers = {}
@@ -630,6 +636,7 @@ class Arbiter:
                 self._log_exit(w, status)
             finally:
                 w.shared.close()
+            self._hook("child_exit", hooks.WorkerInfo(self.hook_server, w.age, w.pid))
 
     def _log_exit(self, w, status):
         """Log why a worker exited and count it (``restarts`` by reason).  Nothing a

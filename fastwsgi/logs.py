@@ -44,7 +44,7 @@ _LEVELS = {
 
 
 def _config_error(flag, path, exc):
-    from fastwsgi.config import ConfigError
+    from fastwsgi.errors import ConfigError
 
     reason = (exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else str(exc)
     return ConfigError(f"{flag}: cannot open {path!r}: {reason}")

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from fastwsgi import __version__
+from fastwsgi import __version__, hooks
 from fastwsgi._connection import FileWrapper, ServerState
 from fastwsgi._loop import Loop
 from fastwsgi._parser import Limits
@@ -524,6 +524,7 @@ def serve(app, config):
     # the banner comes last: whoever waits for it may signal us right away
     log.info("fastwsgi %s listening on %s (pid %d)", __version__,
              ", ".join(server.urls), os.getpid())
+    hooks.call(config, "when_ready", hooks.current_server())
     try:
         server.serve_forever()
     finally:

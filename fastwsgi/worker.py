@@ -20,8 +20,9 @@ created by the master before the fork:
                            the app call in progress, 0.0 when idle or waiting on the
                            client (written by the compiled layer:
                            ServerState.set_watchdog)
-    then       message     why the boot failed, UTF-8, NUL-padded (MESSAGE_SIZE bytes):
-                           at start the master prints it as the CLI's one error line
+    then       message     why the app did not load, UTF-8, NUL-padded (MESSAGE_SIZE
+                           bytes): its one line, NUL, the app's traceback; at start the
+                           master prints them as the CLI does for one process
 
 --timeout is enforced inside the worker (fastwsgi.watchdog: 504, the stuck
 thread's stack, RequestTimeout raised in it, lost threads replaced).  The master
@@ -53,6 +54,7 @@ import struct
 import sys
 import time
 
+from fastwsgi import hooks
 from fastwsgi.config import parse_bind
 from fastwsgi.errors import ApplicationExit, RequestTimeout
 
@@ -74,7 +76,7 @@ _RECYCLE_CODES = {name: code for code, name in RECYCLE_REASONS.items()}
 
 _DOUBLE = struct.Struct("d")
 _HEARTBEAT, _STATE, _RECYCLE, _SLOTS = 0, 8, 16, 24
-MESSAGE_SIZE = 1024
+MESSAGE_SIZE = 16384
 _MEMORY_CHECK = 1.0            # seconds between RSS reads (--max-worker-memory)
 PR_SET_PDEATHSIG = 1
 
@@ -242,11 +244,14 @@ class Worker:
             signal.signal(sig, self._on_signal)
         if self.sigmask is not None:      # the master blocked signals across fork()
             signal.pthread_sigmask(signal.SIG_SETMASK, self.sigmask)
+        hooks.on_abort(self.config)       # worker_abort (before faulthandler.enable)
 
     def _on_signal(self, signum, frame):
         if signum == signal.SIGUSR1:
             self.reopen_pending = True
             return
+        if signum in (signal.SIGINT, signal.SIGQUIT):
+            hooks.call(self.config, "worker_int", hooks.current_worker())
         server = self.server
         if server is None:                # still booting: act once the server exists
             self.stop_signal = signum
@@ -329,19 +334,11 @@ class Worker:
     # -- life cycle ----------------------------------------------------------------
 
     def _hook(self, name):
-        hook = getattr(self.config, name)
-        if hook is None:
-            return True
-        try:
-            hook(self.config, os.getpid())
-            return True
-        except Exception:
-            log.exception("%s hook raised", name)
-            return False
+        return hooks.call(self.config, name, hooks.current_server(), hooks.current_worker())
 
     def _boot(self):
         """Everything before serving; returns an exit status on failure, else None."""
-        from fastwsgi._loader import AppLoadError
+        from fastwsgi._loader import AppLoadError, app_traceback, load_error_text
         from fastwsgi.mount import build_app
         from fastwsgi.logs import AccessLog
         from fastwsgi.server import Server
@@ -352,11 +349,15 @@ class Worker:
             try:
                 self.app = build_app(self.app_spec, self.config)
             except AppLoadError as exc:
-                self.shared.message = str(exc)
-                if not self.first:        # at start the master says it, once, and exits
-                    log.error("worker %d: cannot load the application: %s",
-                              os.getpid(), exc)
+                # at start (nothing served yet) the master reports it, once, as the
+                # CLI's one error line after the app's traceback; later, say it here
+                debug = self.config.log_level == "debug"
+                self.shared.message = f"{exc}\0{app_traceback(exc, debug)}"
+                if not self.first:
+                    log.error("worker %d: cannot load the application: %s", os.getpid(),
+                              load_error_text(exc, debug))
                 return APP_LOAD_ERROR
+        self.app = hooks.wrap_app(self.app, self.config)   # pre_request/post_request
         config = self.config
         try:
             if self.reserved:
@@ -393,7 +394,8 @@ class Worker:
         if self.reload:
             from fastwsgi.reloader import Reloader
 
-            self.reloader = Reloader(self._source_changed)
+            self.reloader = Reloader(self._source_changed,
+                                     extra_files=self.config.reload_extra_files)
             self.reloader.start()
         return None
 
@@ -422,6 +424,7 @@ class Worker:
             self.server.loop.stop(graceful=True)
         self.shared.heartbeat = time.monotonic()
         self.shared.state = SERVING
+        hooks.call(self.config, "post_worker_init", hooks.current_worker())
         if self.watchdog is not None:
             self.watchdog.start()
         try:

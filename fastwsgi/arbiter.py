@@ -262,7 +262,7 @@ class Arbiter:
 
     def _bind(self):
         from fastwsgi.config import parse_bind
-        from fastwsgi.server import _bind_one, bind_sockets, systemd_sockets
+        from fastwsgi.listeners import bind_one as _bind_one, bind_sockets, systemd_sockets
 
         inherited = systemd_sockets()
         if inherited:

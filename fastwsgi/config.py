@@ -187,6 +187,13 @@ def header_value(value):
     return value
 
 
+def optional_header_value(value):
+    """None, or a header_value (an empty string is None: no header)."""
+    if value is None:
+        return None
+    return header_value(value) or None
+
+
 def root_path(value):
     """SCRIPT_NAME prefix: "" or "/path" (a trailing slash is dropped)."""
     value = string(value)
@@ -591,6 +598,15 @@ SETTINGS = (
             "Serve the files of DIR under PREFIX, e.g. /static=./static (repeatable): "
             "sendfile, ETag/Last-Modified, Range, HEAD.",
             flags=("--static",), action="append", metavar="PREFIX=DIR"),
+    Setting("static_dotfiles", "Application", boolean, False,
+            "Let --static serve dotfiles and files under dot-directories (.env, "
+            ".git/); by default they are 404.",
+            flags=("--static-dotfiles",), action="bool"),
+    Setting("static_cache_control", "Application", optional_header_value, None,
+            "Cache-Control value sent with --static files, e.g. 'public, "
+            "max-age=31536000, immutable' for hashed (collectstatic) names; none by "
+            "default.",
+            flags=("--static-cache-control",), metavar="VALUE"),
     # -- server hooks (Python config file or API only)
     Setting("on_starting", "Hooks", hook("config"), None,
             "on_starting(config): called once in the master before sockets are bound.",

@@ -94,7 +94,8 @@ def build_app(app_spec, config):
         from fastwsgi.static import StaticFiles
         directories = dict(item.split("=", 1) for item in config.static)
         try:
-            app = StaticFiles(app, directories)
+            app = StaticFiles(app, directories, dotfiles=config.static_dotfiles,
+                              cache_control=config.static_cache_control)
         except ValueError as exc:
             raise AppLoadError(f"--static: {exc}") from None
     return app

@@ -68,7 +68,7 @@ def setup_logging(config):
         except OSError as exc:
             raise _config_error("--error-logfile", config.error_log, exc) from None
     handler._fastwsgi = True
-    handler.setFormatter(logging.Formatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+    handler.setFormatter(_ErrorFormatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
     for old in list(logger.handlers):
         if getattr(old, "_fastwsgi", False):
             logger.removeHandler(old)
@@ -77,6 +77,25 @@ def setup_logging(config):
     logger.setLevel(_LEVELS[config.log_level])
     logger.propagate = False
     return logger
+
+
+# C0 controls, DEL and C1 as \xHH: what the error log's messages must not carry raw
+_CONTROLS = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7F, 0xA0))}
+
+
+class _ErrorFormatter(logging.Formatter):
+    """The error log's formatter: a record's message is one line.
+
+    Its arguments can carry client bytes (a request target, a uwsgi packet's
+    PATH_INFO, an exception text that quotes them), so control characters in
+    the message are escaped as \\xHH; a newline there would start a forged
+    record.  The traceback after it is the server's own multi-line text."""
+
+    def formatMessage(self, record):
+        message = record.message
+        if not message.isprintable():
+            record.message = message.translate(_CONTROLS)
+        return super().formatMessage(record)
 
 
 def reopen_error_log():

@@ -124,9 +124,14 @@ class Arbiter:
             self._hook("on_exit")
 
     def _run(self):
-        if self.config.preload:
+        if self.config.preload and not (self.config.user or self.config.group):
             self._load_app()            # AppLoadError: the CLI prints it, exit 1
         self._bind()
+        # --user/--group: root only to bind; the workers are forked as the user
+        from fastwsgi.privileges import drop_privileges
+        drop_privileges(self.config, self.sockets)
+        if self.config.preload and self.app is None:
+            self._load_app()
         self._init_signals()
         # With --reuse-port the master only reserves the port and the workers listen:
         # the banner waits for the first of them, or a client that acts on it would

@@ -88,18 +88,31 @@ def _run_master(app_spec, config, needs):
 
 def _run_single(app_spec, config):
     from fastwsgi.mount import build_app   # APP_SPEC or mounts, behind --static
+    listeners = None
+    if config.user or config.group:
+        # bind while still root (ports < 1024), then drop root before the app is
+        # imported (fastwsgi/privileges.py)
+        from fastwsgi.privileges import drop_privileges
+        listeners = _server().bind_listeners(config)
+        drop_privileges(config, listeners)
     app = build_app(app_spec, config)
-    try:
-        server = importlib.import_module("fastwsgi.server")
-    except Exception as exc:  # compiled modules missing, stale or mismatched
-        raise _Fatal(f"cannot import the server: {type(exc).__name__}: {exc} (rebuild "
-                     "the compiled modules: python setup.py build_ext --inplace)") from None
+    server = _server()
     _call_hook(config, "on_starting")
     try:
         with _Pidfile(config.pidfile):
-            return server.serve(app, config)
+            if listeners is None:
+                return server.serve(app, config)
+            return server.serve(app, config, sockets=listeners)
     finally:
         _call_hook(config, "on_exit")
+
+
+def _server():
+    try:
+        return importlib.import_module("fastwsgi.server")
+    except Exception as exc:  # compiled modules missing, stale or mismatched
+        raise _Fatal(f"cannot import the server: {type(exc).__name__}: {exc} (rebuild "
+                     "the compiled modules: python setup.py build_ext --inplace)") from None
 
 
 def main(argv=None):

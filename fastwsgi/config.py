@@ -194,6 +194,16 @@ def optional_header_value(value):
     return header_value(value) or None
 
 
+def user_spec(value):
+    from fastwsgi.privileges import user_id
+    return user_id(value)
+
+
+def group_spec(value):
+    from fastwsgi.privileges import group_id
+    return group_id(value)
+
+
 def root_path(value):
     """SCRIPT_NAME prefix: "" or "/path" (a trailing slash is dropped)."""
     value = string(value)
@@ -574,6 +584,15 @@ SETTINGS = (
     Setting("reload", "Processes", boolean, False,
             "Restart workers when a source file changes (development).",
             flags=("--reload",), action="bool"),
+    Setting("user", "Processes", user_spec, None,
+            "Run as this user (name or uid) once the sockets are bound, before the app "
+            "is imported; fastwsgi must be started as root. The group is the user's "
+            "unless --group is given.",
+            flags=("--user", "-u"), metavar="USER"),
+    Setting("group", "Processes", group_spec, None,
+            "Run as this group (name or gid) once the sockets are bound; unix sockets "
+            "are given to --user/--group so that the group can connect.",
+            flags=("--group", "-g"), metavar="GROUP"),
     Setting("pidfile", "Processes", optional_path, None,
             "Write the master's pid to this file (removed at exit).",
             flags=("--pid",), metavar="FILE"),
@@ -633,7 +652,7 @@ assert len(_FILE_KEYS) == len(SETTINGS) + sum(len(s.aliases) for s in SETTINGS)
 # warning instead of silence (a name that becomes a setting later simply stops
 # being looked up here).
 GUNICORN_UNSUPPORTED = frozenset({
-    "worker_class", "worker_connections", "daemon", "user", "group", "umask",
+    "worker_class", "worker_connections", "daemon", "umask",
     "proc_name", "logconfig", "logconfig_dict", "syslog", "statsd_host",
     "capture_output", "enable_stdio_inheritance", "certfile", "keyfile", "limit_request_field_size",
     "when_ready", "pre_fork", "pre_request", "post_request", "child_exit",

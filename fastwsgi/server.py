@@ -236,11 +236,12 @@ def run(app, host="127.0.0.1", port=8000, **options):
         server.server_close()
 
 
-def serve(app, config):
-    """The CLI's single-process server. Returns the exit status."""
+def serve(app, config, sockets=None):
+    """The CLI's single-process server (on ``sockets`` if already bound: sockets or
+    Listener records). Returns the exit status."""
     from fastwsgi.logs import AccessLog
     access = AccessLog.from_config(config)
-    server = Server(app, config, access_log=access)
+    server = Server(app, config, sockets=sockets, access_log=access)
     _install_signals(server.loop)
     # the banner comes last: whoever waits for it may signal us right away
     log.info("fastwsgi %s listening on %s (pid %d)", __version__,

@@ -181,3 +181,43 @@ def test_uwsgi_over_a_unix_socket_is_trusted_by_default(serve, tmp_path):
         while chunk := s.recv(65536):
             raw += chunk
     assert body_json(raw)["REMOTE_ADDR"] == "10.1.2.3"
+
+
+# ------------------------------------------------- in process: the compiled loop
+
+
+def test_in_process_loop_hands_each_connection_its_listeners_record():
+    """The compiled loop and connection, driven in this process: Listener records
+    made at bind time reach each accepted connection (base environ, trust)."""
+    import threading
+
+    from fastwsgi.config import Config
+    from fastwsgi.server import Server
+
+    seen = []
+
+    def app(environ, start_response):
+        seen.append((environ["SERVER_NAME"], environ["SERVER_PORT"], environ["REMOTE_ADDR"]))
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    config = Config.from_options(bind=["127.0.0.1:0", "127.0.0.2:0"], proxy_protocol=True,
+                                 forwarded_allow_ips="127.0.0.1")
+    server = Server(app, config)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        addresses = [sock.getsockname() for sock in server.sockets]
+        assert [l.base_environ["SERVER_PORT"] for l in server.listeners] == \
+            [str(port) for _, port in addresses]
+        header = b"PROXY TCP4 10.1.2.3 127.0.0.1 40000 80\r\n"
+        for host, port in addresses:
+            assert http_get((host, port), source="127.0.0.1", header=header) \
+                .startswith(b"HTTP/1.1 200")
+            assert http_get((host, port), source="127.0.0.2", header=header) \
+                .startswith(b"HTTP/1.1 400")
+        assert seen == [(host, str(port), "10.1.2.3") for host, port in addresses]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -15,7 +15,6 @@ import struct
 import pytest
 
 from fastwsgi.config import Config, parse_bind
-from fastwsgi.listeners import Listener, bind_listeners, listeners_for
 
 MODES = {
     "single": (),
@@ -72,6 +71,7 @@ def free_port():
 
 
 def test_each_listener_has_its_own_base_environ_and_protocol():
+    from fastwsgi.listeners import bind_listeners, listeners_for
     config = Config.from_options(bind=["127.0.0.1:0", "uwsgi://127.0.0.2:0"])
     listeners = bind_listeners(config)
     try:
@@ -92,6 +92,7 @@ def test_each_listener_has_its_own_base_environ_and_protocol():
 
 
 def test_refused_peers_are_logged_once_each_and_rate_limited(caplog):
+    from fastwsgi.listeners import Listener
     with socket.socket() as s:
         listener = Listener(s, parse_bind("uwsgi://127.0.0.1:0"), Config())
         with caplog.at_level("WARNING", logger="fastwsgi.error"):
@@ -191,7 +192,6 @@ def test_in_process_loop_hands_each_connection_its_listeners_record():
     made at bind time reach each accepted connection (base environ, trust)."""
     import threading
 
-    from fastwsgi.config import Config
     from fastwsgi.server import Server
 
     seen = []

@@ -37,32 +37,28 @@ def _lookup_group(value):
     return grp.getgrnam(value)
 
 
-def user_id(value):
-    """A user name or uid that exists here -> its text (the setting's value)."""
+def _existing(value, lookup, what):
+    """A name or number that ``lookup`` finds -> its text; None for none."""
     if value is None:
         return None
     text = str(value).strip()
     if not text:
         return None
     try:
-        _lookup_user(text)
+        lookup(text)
     except (KeyError, OverflowError):
-        raise ValueError(f"no such user {text!r}") from None
+        raise ValueError(f"no such {what} {text!r}") from None
     return text
+
+
+def user_id(value):
+    """A user name or uid that exists here -> its text (the setting's value)."""
+    return _existing(value, _lookup_user, "user")
 
 
 def group_id(value):
     """A group name or gid that exists here -> its text (the setting's value)."""
-    if value is None:
-        return None
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        _lookup_group(text)
-    except (KeyError, OverflowError):
-        raise ValueError(f"no such group {text!r}") from None
-    return text
+    return _existing(value, _lookup_group, "group")
 
 
 def target(config):

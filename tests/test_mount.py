@@ -177,19 +177,7 @@ def test_normalize_path(path, expected):
     assert normalize_path(path) == expected
 
 
-NGINX_DENY = """\
-{user}
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
+NGINX_DENY_SERVER = """\
     server {{
         listen 127.0.0.1:{port};
         location /admin {{ deny all; }}
@@ -202,14 +190,15 @@ http {{
 def test_nginx_location_deny_cannot_be_bypassed_with_dot_segments(serve, tmp_path):
     import os
     import socket
-    from test_nginx import Nginx, free_port, nginx_binary
+    from test_nginx import NGINX_PREAMBLE, Nginx, free_port, nginx_binary
     if nginx_binary() is None:
         pytest.fail("nginx is not installed: apt-get install nginx-light (.ci/run does)")
     server = serve("/admin=deploy:admin", "/api=deploy:api", "deploy:app")
     port = free_port()
-    nginx = Nginx(str(tmp_path / "nginx"), NGINX_DENY.format(
-        user="user root;" if os.geteuid() == 0 else "", prefix=tmp_path / "nginx", port=port,
-        upstream=f"{server.host}:{server.port}"))
+    prefix = tmp_path / "nginx"
+    nginx = Nginx(str(prefix), NGINX_PREAMBLE.format(
+        user="user root;" if os.geteuid() == 0 else "", prefix=prefix)
+        + NGINX_DENY_SERVER.format(port=port, upstream=f"{server.host}:{server.port}"))
     try:
         nginx.wait_listening([port])
         for target, app in [("/admin/../api/x", "api"), ("/admin/%2e%2e/api/x", "api"),

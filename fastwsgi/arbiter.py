@@ -41,7 +41,7 @@ import sys
 import sysconfig
 import time
 
-from fastwsgi import __version__
+from fastwsgi import __version__, hooks
 from fastwsgi.worker import (APP_LOAD_ERROR, RETIRING, SERVING, WORKER_BOOT_ERROR,
                              Shared, Worker)
 
@@ -108,12 +108,14 @@ class Arbiter:
         self.pidfile = os.path.abspath(config.pidfile) if config.pidfile else None
         self.pid = os.getpid()
         self._unix_paths = []
+        self.hook_server = hooks.start(config, app_spec, self)   # gunicorn's `server`
 
     # -- start and stop ------------------------------------------------------------
 
     def run(self):
         if not self._hook("on_starting"):
             return 1
+        self._hook("nworkers_changed", self.num_workers, None)
         try:
             self._write_pidfile()
             try:
@@ -168,6 +170,7 @@ class Arbiter:
     def _announce(self):
         urls = ", ".join(self._url(s) for s in self.sockets)
         log.info("fastwsgi %s listening on %s (pid %d)", __version__, urls, os.getpid())
+        self._hook("when_ready")
 
     def _close(self):
         signal.set_wakeup_fd(-1)
@@ -187,16 +190,8 @@ class Arbiter:
 
     # -- hooks and pidfile ---------------------------------------------------------
 
-    def _hook(self, name):
-        hook = getattr(self.config, name)
-        if hook is None:
-            return True
-        try:
-            hook(self.config)
-            return True
-        except Exception:
-            log.exception("%s hook raised", name)
-            return False
+    def _hook(self, name, *args):
+        return hooks.call(self.config, name, self.hook_server, *args)
 
     def _write_pidfile(self):
         if not self.pidfile:
@@ -232,7 +227,7 @@ class Arbiter:
     def _reload_app(self):
         """SIGHUP with --preload: import the project's modules again (installed
         packages and the standard library stay; some cannot be imported twice)."""
-        from fastwsgi._loader import AppLoadError
+        from fastwsgi._loader import AppLoadError, load_error_text
 
         shared_dirs = {os.path.realpath(p) + os.sep for p in
                        (sysconfig.get_path(n) for n in
@@ -258,7 +253,8 @@ class Arbiter:
             sys.modules.update(saved)
             self.app, self.app_modules = old_app, old_modules
             gc.freeze()
-            log.error("reload failed: %s; the old workers keep serving", exc)
+            log.error("reload failed: %s; the old workers keep serving",
+                      load_error_text(exc, self.config.log_level == "debug"))
             return False
         self.app_modules |= old_modules
         return True
@@ -390,6 +386,7 @@ class Arbiter:
         if self.stopping:
             return
         log.info("reloading (SIGHUP)")
+        self._hook("on_reload")
         if self.config.preload and not self._reload_app():
             return
         self.generation += 1
@@ -398,11 +395,13 @@ class Arbiter:
     def handle_ttin(self):
         self.num_workers += 1
         log.info("workers: %d (SIGTTIN)", self.num_workers)
+        self._hook("nworkers_changed", self.num_workers, self.num_workers - 1)
         self.manage_workers()
 
     def handle_ttou(self):
         if self.num_workers > 1:
             self.num_workers -= 1
+            self._hook("nworkers_changed", self.num_workers, self.num_workers + 1)
         log.info("workers: %d (SIGTTOU)", self.num_workers)
         self.manage_workers()
 
@@ -458,6 +457,8 @@ class Arbiter:
     def spawn_worker(self):
         self.age += 1
         shared = Shared(self.config.threads)
+        worker_info = hooks.WorkerInfo(self.hook_server, self.age)
+        self._hook("pre_fork", worker_info)
         # Signals stay blocked across the fork until the child has its own handlers:
         # a SIGTERM that came before would run the master's handler in the child
         # and be lost.
@@ -472,11 +473,13 @@ class Arbiter:
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
             self.workers[pid] = WorkerRecord(pid, self.age, self.generation, shared)
+            worker_info.pid = pid
             log.info("worker %d booting", pid)
             return pid
         # the child: never return into the master's code
         status = 1
         try:
+            hooks.forked(worker_info)
             for w in self.workers.values():
                 w.shared.close()
             self.workers = {}
@@ -581,6 +584,7 @@ class Arbiter:
                 w.retiring, w.reason = True, "retired"   # it stopped before we noticed
             w.shared.close()
             self._log_exit(w, status)
+            self._hook("child_exit", hooks.WorkerInfo(self.hook_server, w.age, w.pid))
 
     def _log_exit(self, w, status):
         code = os.waitstatus_to_exitcode(status)

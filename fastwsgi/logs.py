@@ -44,7 +44,7 @@ _LEVELS = {
 
 
 def _config_error(flag, path, exc):
-    from fastwsgi.config import ConfigError
+    from fastwsgi.errors import ConfigError
 
     reason = (exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else str(exc)
     return ConfigError(f"{flag}: cannot open {path!r}: {reason}")
@@ -68,7 +68,7 @@ def setup_logging(config):
         except OSError as exc:
             raise _config_error("--error-logfile", config.error_log, exc) from None
     handler._fastwsgi = True
-    handler.setFormatter(_ErrorFormatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
+    handler.setFormatter(logging.Formatter(ERROR_LOG_FORMAT, ERROR_LOG_DATEFMT))
     for old in list(logger.handlers):
         if getattr(old, "_fastwsgi", False):
             logger.removeHandler(old)
@@ -79,23 +79,33 @@ def setup_logging(config):
     return logger
 
 
-# C0 controls, DEL and C1 as \xHH: what the error log's messages must not carry raw
+# C0 controls, DEL and C1 as \\xHH: what a record must not carry raw from a client
 _CONTROLS = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7F, 0xA0))}
 
 
-class _ErrorFormatter(logging.Formatter):
-    """The error log's formatter: a record's message is one line.
+class ClientLog(logging.LoggerAdapter):
+    """The error log as the compiled loop and connections use it (ServerState.logger).
 
-    Its arguments can carry client bytes (a request target, a uwsgi packet's
-    PATH_INFO, an exception text that quotes them), so control characters in
-    the message are escaped as \\xHH; a newline there would start a forged
-    record.  The traceback after it is the server's own multi-line text."""
+    Their records carry client bytes as arguments (a request target, a uwsgi
+    packet's PATH_INFO, a peer's address), so control characters in str
+    arguments are escaped as \\xHH: a newline there would start a forged record.
+    The format string, and a traceback (exc_info), are the server's own text."""
 
-    def formatMessage(self, record):
-        message = record.message
-        if not message.isprintable():
-            record.message = message.translate(_CONTROLS)
-        return super().formatMessage(record)
+    def __init__(self, logger):
+        super().__init__(logger, {})
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.isEnabledFor(level):
+            args = tuple(_escaped(a) for a in args)
+            self.logger.log(level, msg, *args, **kwargs)
+
+
+def _escaped(arg):
+    if isinstance(arg, BaseException):
+        arg = str(arg)              # an error's text may quote what the client sent
+    if isinstance(arg, str) and not arg.isprintable():
+        return arg.translate(_CONTROLS)
+    return arg
 
 
 def reopen_error_log():

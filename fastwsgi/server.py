@@ -23,7 +23,7 @@ import signal
 import socket
 import threading
 
-from fastwsgi import __version__
+from fastwsgi import __version__, hooks
 from fastwsgi._connection import ServerState
 from fastwsgi._loop import Loop
 from fastwsgi._parser import Limits
@@ -52,7 +52,9 @@ def raise_fd_limit():
 
 def make_state(app, config, sock=None, multiprocess=False, access_log=None):
     """The state the connections share; its base_environ is for connections made
-    without a listener (tests over socketpair()): a listener brings its own."""
+    without a listener (tests over socketpair()): a listener brings its own.  Its
+    logger escapes the client bytes the connections log (fastwsgi.logs.ClientLog)."""
+    from fastwsgi.logs import ClientLog
     limits = Limits(
         max_request_line=config.limit_request_line,
         max_header_bytes=config.limit_header_size,
@@ -69,7 +71,7 @@ def make_state(app, config, sock=None, multiprocess=False, access_log=None):
         header_timeout=config.header_timeout,
         io_timeout=config.io_timeout,
         access_log=access_log,
-        logger=log,
+        logger=ClientLog(log),
     )
 
 
@@ -246,6 +248,7 @@ def serve(app, config, sockets=None):
     # the banner comes last: whoever waits for it may signal us right away
     log.info("fastwsgi %s listening on %s (pid %d)", __version__,
              ", ".join(server.urls), os.getpid())
+    hooks.call(config, "when_ready", hooks.current_server())
     try:
         server.serve_forever()
     finally:

@@ -37,6 +37,7 @@ import struct
 import sys
 import time
 
+from fastwsgi import hooks
 from fastwsgi.config import parse_bind
 
 __all__ = ["Worker", "Shared", "WORKER_BOOT_ERROR", "APP_LOAD_ERROR",
@@ -163,11 +164,14 @@ class Worker:
             signal.signal(sig, self._on_signal)
         if self.sigmask is not None:      # the master blocked signals across fork()
             signal.pthread_sigmask(signal.SIG_SETMASK, self.sigmask)
+        hooks.on_abort(self.config)       # worker_abort (before faulthandler.enable)
 
     def _on_signal(self, signum, frame):
         if signum == signal.SIGUSR1:
             self.reopen_pending = True
             return
+        if signum in (signal.SIGINT, signal.SIGQUIT):
+            hooks.call(self.config, "worker_int", hooks.current_worker())
         server = self.server
         if server is None:                # still booting: act once the server exists
             self.stop_signal = signum
@@ -216,19 +220,11 @@ class Worker:
     # -- life cycle ----------------------------------------------------------------
 
     def _hook(self, name):
-        hook = getattr(self.config, name)
-        if hook is None:
-            return True
-        try:
-            hook(self.config, os.getpid())
-            return True
-        except Exception:
-            log.exception("%s hook raised", name)
-            return False
+        return hooks.call(self.config, name, hooks.current_server(), hooks.current_worker())
 
     def _boot(self):
         """Everything before serving; returns an exit status on failure, else None."""
-        from fastwsgi._loader import AppLoadError
+        from fastwsgi._loader import AppLoadError, load_error_text
         from fastwsgi.mount import build_app
         from fastwsgi.logs import AccessLog
         from fastwsgi.server import Server
@@ -239,8 +235,10 @@ class Worker:
             try:
                 self.app = build_app(self.app_spec, self.config)
             except AppLoadError as exc:
-                log.error("worker %d: cannot load the application: %s", os.getpid(), exc)
+                log.error("worker %d: cannot load the application: %s", os.getpid(),
+                          load_error_text(exc, self.config.log_level == "debug"))
                 return APP_LOAD_ERROR
+        self.app = hooks.wrap_app(self.app, self.config)   # pre_request/post_request
         try:
             if self.reserved:
                 self.sockets = _reuse_port_sockets(self.sockets, self.reserved, self.config)
@@ -261,7 +259,8 @@ class Worker:
         if self.reload:
             from fastwsgi.reloader import Reloader
 
-            self.reloader = Reloader(self._source_changed)
+            self.reloader = Reloader(self._source_changed,
+                                     extra_files=self.config.reload_extra_files)
             self.reloader.start()
         return None
 
@@ -286,6 +285,7 @@ class Worker:
             self.server.loop.stop(graceful=True)
         self.shared.heartbeat = time.monotonic()
         self.shared.state = SERVING
+        hooks.call(self.config, "post_worker_init", hooks.current_worker())
         try:
             self.server.serve_forever()
         finally:

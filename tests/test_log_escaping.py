@@ -51,17 +51,29 @@ def test_access_log_escapes_uwsgi_vars(serve):
     assert forged_lines(server) == []
 
 
-def test_error_formatter_escapes_the_message_not_the_traceback():
-    from fastwsgi.logs import _ErrorFormatter
-    formatter = _ErrorFormatter("%(levelname)s %(message)s")
+def test_client_log_escapes_arguments_not_the_format_or_traceback():
+    import io
+    import sys
+
+    from fastwsgi.logs import ClientLog
+    stream = io.StringIO()
+    logger = logging.getLogger("fastwsgi.test-client-log")
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.propagate = False
     try:
-        raise ValueError("boom")
-    except ValueError:
-        import sys
-        record = logging.LogRecord("fastwsgi.error", logging.ERROR, __file__, 1,
-                                   "request %s %s", ("GET", "/x\n[forged]\x7f\u0085"),
-                                   sys.exc_info())
-    text = formatter.format(record)
-    first, rest = text.split("\n", 1)
-    assert first == "ERROR request GET /x\\x0a[forged]\\x7f\\x85"
-    assert rest.startswith("Traceback") and "ValueError: boom" in rest
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            ClientLog(logger).error("request %s %s %d\n", "GET", "/x\n[forged]\x7f\u0085", 7,
+                                    exc_info=sys.exc_info())
+        ClientLog(logger).debug("not enabled %s", "\n")       # below the level: no record
+        ClientLog(logger).warning("peer %s: %s", "1.2.3.4", ValueError("bad\r\nvalue"))
+    finally:
+        logger.removeHandler(handler)
+    lines = stream.getvalue().split("\n")
+    assert lines[0] == "ERROR request GET /x\\x0a[forged]\\x7f\\x85 7"
+    assert lines[1] == "Traceback (most recent call last):"     # the format's own "\n"
+    assert "ValueError: boom" in stream.getvalue()
+    assert "WARNING peer 1.2.3.4: bad\\x0d\\x0avalue" in lines

@@ -95,7 +95,8 @@ cdef class Connection:
     cdef public double deadline
     cdef public int protocol
     cdef public bint proxy_pending   # a PROXY protocol header comes before the first request
-    cdef public bint trusted         # the peer may set X-Forwarded-* / Forwarded
+    cdef public bint trusted         # the peer may send a PROXY header, X-Forwarded-* / Forwarded
+    cdef public dict base_environ    # its listener's (fastwsgi.listeners.Listener.base_environ)
     cdef int slot                    # watchdog slot of the thread running the app
     cdef int app_rc                  # what the app thread's request ended with
     cdef bint deferred               # queued in st.deferred

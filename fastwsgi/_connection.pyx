@@ -41,7 +41,7 @@ import os
 import stat as _stat
 import sys
 
-from fastwsgi.errors import ClientDisconnected, HttpParserError, ResponseError
+from fastwsgi.errors import ClientDisconnected, HttpParserError, ResponseError, UntrustedPeer
 
 cdef extern from "Python.h":
     bint PyList_CheckExact(object)
@@ -249,6 +249,7 @@ cdef class Connection:
         self.fd = fd
         self.remote_addr = remote_addr
         self.remote_port = remote_port
+        self.base_environ = st.base_environ     # the loop sets its listener's
         self.parser = RequestParser(st.limits, st.script_name)
         self.state = ST_READ
         self.interest = WANT_READ
@@ -390,9 +391,9 @@ cdef class Connection:
                     continue
                 if self.protocol == PROTO_UWSGI:
                     n = parse_uwsgi_head(self.parser, self.cur, self.cur_len,
-                                         self.st.base_environ)
+                                         self.base_environ)
                 else:
-                    n = self.parser.parse_head(self.cur, self.cur_len, self.st.base_environ)
+                    n = self.parser.parse_head(self.cur, self.cur_len, self.base_environ)
             except HttpParserError as exc:
                 return self._reject(exc)
             if n == 0:
@@ -470,6 +471,11 @@ cdef class Connection:
 
     cdef Py_ssize_t _proxy_header(self) except -1:
         cdef list found = []
+        if not self.trusted:
+            # a PROXY header names the client: only a peer of the listener's
+            # trust list may send one (fastwsgi/listeners.py)
+            raise UntrustedPeer("PROXY protocol header from a peer not in "
+                                "--forwarded-allow-ips")
         cdef Py_ssize_t n = parse_proxy_header(self.cur, self.cur_len, found)
         if n and found:
             self.remote_addr, self.remote_port = found[0], found[1]

@@ -73,16 +73,14 @@ _STATSD = ("fastwsgi has no statsd client: scrape its Prometheus metrics instead
            "(docs/observability.md)")
 _LOGCONF = ("the error log is the 'fastwsgi.error' logger of the logging module: "
             "configure it in an on_starting hook (logging.config.dictConfig)")
-_RUN_AS = ("run fastwsgi as that user and group (systemd User=/Group=, the "
-           "container's USER)")
 _HTTP2 = "fastwsgi speaks HTTP/1.1 only: put an HTTP/2 proxy in front"
 _ASGI = "fastwsgi serves WSGI applications only"
 _DIRTY = "fastwsgi has no dirty arbiters: run background work in a task queue"
 _STRICT = ("fastwsgi parses requests strictly (RFC 9112) and has no switch to relax it: "
            "fix the client")
-_TRUST_ALL = ("fastwsgi takes that header from every peer of the listener: bind it "
-              "where only the proxy can connect (a unix: socket, a private address) "
-              "or firewall it; '*' is accepted")
+_TRUST_LIST = ("fastwsgi takes PROXY headers, uwsgi packets and forwarded headers "
+               "from the peers of one list: set --forwarded-allow-ips (default "
+               "127.0.0.1,::1,unix)")
 
 # name -> (values that need nothing here, what to use instead)
 UNSUPPORTED = {
@@ -98,11 +96,10 @@ UNSUPPORTED = {
                "supervisord or a container runtime"),
     "worker_tmp_dir": (ANY, "workers report to the master through shared memory: no "
                        "heartbeat files, nothing to put there"),
-    "user": ((None,), _RUN_AS),
-    "group": ((None,), _RUN_AS),
     "umask": ((0,), "set it where fastwsgi is started (systemd UMask=, the shell's "
               "umask); unix sockets take --unix-socket-mode"),
-    "initgroups": ((False,), _RUN_AS),
+    "initgroups": ((False, True), "with --user, fastwsgi always gives the process the "
+                   "user's supplementary groups (initgroups)"),
     "tmp_upload_dir": ((None,), "request bodies are bounded by --limit-request-body; "
                        "temporary files go to TMPDIR"),
     "secure_scheme_headers": (({"X-FORWARDED-PROTO": "https"},),
@@ -132,8 +129,8 @@ UNSUPPORTED = {
     "pre_exec": (NEVER, "fastwsgi never re-executes itself (no SIGUSR2 binary "
                  "upgrade): restart the service to run new code, or send SIGHUP"),
     "ssl_context": (NEVER, _TLS),
-    "proxy_allow_ips": (("*",), _TRUST_ALL),
-    "uwsgi_allow_ips": (("*",), _TRUST_ALL),
+    "proxy_allow_ips": (("127.0.0.1,::1", "127.0.0.1", "::1,127.0.0.1"), _TRUST_LIST),
+    "uwsgi_allow_ips": (("127.0.0.1,::1", "127.0.0.1", "::1,127.0.0.1"), _TRUST_LIST),
     "keyfile": ((None,), _TLS),
     "certfile": ((None,), _TLS),
     "ssl_version": (ANY, "deprecated and ignored by gunicorn as well; " + _TLS),
@@ -188,8 +185,6 @@ FLAGS = {
     "--no-sendfile": ("sendfile", False),
     "-D": ("daemon", False), "--daemon": ("daemon", False),
     "--worker-tmp-dir": ("worker_tmp_dir", True),
-    "-u": ("user", True), "--user": ("user", True),
-    "-g": ("group", True), "--group": ("group", True),
     "-m": ("umask", True), "--umask": ("umask", True),
     "--initgroups": ("initgroups", False),
     "--disable-redirect-access-to-syslog": ("disable_redirect_access_to_syslog", False),

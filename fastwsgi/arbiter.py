@@ -145,9 +145,14 @@ class Arbiter:
             self._hook("on_exit")
 
     def _run(self):
-        if self.config.preload:
+        if self.config.preload and not (self.config.user or self.config.group):
             self._load_app()            # AppLoadError: the CLI prints it, exit 1
         self._bind()
+        # --user/--group: root only to bind; the workers are forked as the user
+        from fastwsgi.privileges import drop_privileges
+        drop_privileges(self.config, self.sockets)
+        if self.config.preload and self.app is None:
+            self._load_app()
         self._init_signals()
         # The banner waits for the first worker to serve: it means the app loaded
         # (a broken one at start ends in exit status 1 without a banner), and with
@@ -283,7 +288,7 @@ class Arbiter:
 
     def _bind(self):
         from fastwsgi.config import parse_bind
-        from fastwsgi.server import _bind_one, bind_sockets, systemd_sockets
+        from fastwsgi.listeners import bind_one as _bind_one, bind_sockets, systemd_sockets
 
         inherited = systemd_sockets()
         if inherited:

@@ -293,16 +293,20 @@ def _run_single(app_spec, config):
     server_info = hooks.start(config, app_spec)
     _call_hook(config, "on_starting", server_info)
     try:
+        listeners = None
+        if config.user or config.group:
+            # bind while still root (ports < 1024), then drop root before the app
+            # is imported (fastwsgi/privileges.py)
+            from fastwsgi.privileges import drop_privileges
+            listeners = _server().bind_listeners(config)
+            drop_privileges(config, listeners)
         app = hooks.wrap_app(build_app(app_spec, config), config)
-        try:
-            server = importlib.import_module("fastwsgi.server")
-        except Exception as exc:  # compiled modules missing, stale or mismatched
-            raise StartupError(f"cannot import the server: {type(exc).__name__}: {exc} "
-                               "(rebuild the compiled modules: python setup.py "
-                               "build_ext --inplace)") from None
+        server = _server()
         _call_hook(config, "post_worker_init", hooks.current_worker())
         with _Pidfile(config.pidfile):
-            return server.serve(app, config)
+            if listeners is None:
+                return server.serve(app, config)
+            return server.serve(app, config, sockets=listeners)
     finally:
         try:
             hooks.call(config, "worker_exit", server_info, hooks.current_worker())
@@ -359,6 +363,15 @@ def _check_config(app_spec, config):
     build_app(app_spec, config)
     print(f"{PROG}: configuration and application {app_spec or config.mount} are fine")
     return 0
+
+
+def _server():
+    try:
+        return importlib.import_module("fastwsgi.server")
+    except Exception as exc:  # compiled modules missing, stale or mismatched
+        raise StartupError(f"cannot import the server: {type(exc).__name__}: {exc} "
+                           "(rebuild the compiled modules: python setup.py "
+                           "build_ext --inplace)") from None
 
 
 def main(argv=None):

@@ -190,6 +190,23 @@ def header_value(value):
     return value
 
 
+def optional_header_value(value):
+    """None, or a header_value (an empty string is None: no header)."""
+    if value is None:
+        return None
+    return header_value(value) or None
+
+
+def user_spec(value):
+    from fastwsgi.privileges import user_id
+    return user_id(value)
+
+
+def group_spec(value):
+    from fastwsgi.privileges import group_id
+    return group_id(value)
+
+
 def root_path(value):
     """SCRIPT_NAME prefix: "" or "/path" (a trailing slash is dropped)."""
     value = string(value)
@@ -683,6 +700,15 @@ SETTINGS = (
     Setting("reload", "Processes", boolean, False,
             "Restart workers when a source file changes (development).",
             flags=("--reload",), action="bool"),
+    Setting("user", "Processes", user_spec, None,
+            "Run as this user (name or uid) once the sockets are bound, before the app "
+            "is imported; fastwsgi must be started as root. The group is the user's "
+            "unless --group is given.",
+            flags=("--user", "-u"), metavar="USER"),
+    Setting("group", "Processes", group_spec, None,
+            "Run as this group (name or gid) once the sockets are bound; unix sockets "
+            "are given to --user/--group so that the group can connect.",
+            flags=("--group", "-g"), metavar="GROUP"),
     Setting("pidfile", "Processes", optional_path, None,
             "Write the master's pid to this file (removed at exit).",
             flags=("-p", "--pid"), metavar="FILE"),
@@ -707,6 +733,15 @@ SETTINGS = (
             "Serve the files of DIR under PREFIX, e.g. /static=./static (repeatable): "
             "sendfile, ETag/Last-Modified, Range, HEAD.",
             flags=("--static",), action="append", metavar="PREFIX=DIR"),
+    Setting("static_dotfiles", "Application", boolean, False,
+            "Let --static serve dotfiles and files under dot-directories (.env, "
+            ".git/); by default they are 404.",
+            flags=("--static-dotfiles",), action="bool"),
+    Setting("static_cache_control", "Application", optional_header_value, None,
+            "Cache-Control value sent with --static files, e.g. 'public, "
+            "max-age=31536000, immutable' for hashed (collectstatic) names; none by "
+            "default.",
+            flags=("--static-cache-control",), metavar="VALUE"),
     # -- gunicorn's settings with a meaning here (docs/gunicorn.md)
     Setting("worker_class", "Processes", worker_class, "sync",
             "gunicorn's worker class: sync or gthread, both fastwsgi's worker (an event "

@@ -58,9 +58,20 @@ class InvalidRequestLine(HttpParserError):
     """Method, spacing or line ending of the request line is not RFC 9112 §3."""
 
 
+class MethodTooLong(InvalidRequestLine):
+    """A method longer than any the server implements (RFC 9112 §3: 501)."""
+
+    status_code = 501
+    reason = "Not Implemented"
+
+
 class ProxyProtocolError(InvalidRequestLine):
     """The connection does not start with a valid PROXY protocol header (a listener
     with --proxy-protocol; fastwsgi._proxyproto)."""
+
+
+class UntrustedPeer(ProxyProtocolError):
+    """A PROXY protocol header from a peer outside the listener's trust list."""
 
 
 class InvalidTarget(HttpParserError):

@@ -79,6 +79,35 @@ def setup_logging(config):
     return logger
 
 
+# C0 controls, DEL and C1 as \\xHH: what a record must not carry raw from a client
+_CONTROLS = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7F, 0xA0))}
+
+
+class ClientLog(logging.LoggerAdapter):
+    """The error log as the compiled loop and connections use it (ServerState.logger).
+
+    Their records carry client bytes as arguments (a request target, a uwsgi
+    packet's PATH_INFO, a peer's address), so control characters in str
+    arguments are escaped as \\xHH: a newline there would start a forged record.
+    The format string, and a traceback (exc_info), are the server's own text."""
+
+    def __init__(self, logger):
+        super().__init__(logger, {})
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.isEnabledFor(level):
+            args = tuple(_escaped(a) for a in args)
+            self.logger.log(level, msg, *args, **kwargs)
+
+
+def _escaped(arg):
+    if isinstance(arg, BaseException):
+        arg = str(arg)              # an error's text may quote what the client sent
+    if isinstance(arg, str) and not arg.isprintable():
+        return arg.translate(_CONTROLS)
+    return arg
+
+
 def reopen_error_log():
     """Reopen the error log file (after logrotate moved it; SIGUSR1)."""
     for handler in logging.getLogger("fastwsgi.error").handlers:

@@ -189,7 +189,7 @@ def _reuse_port_sockets(sockets, reserved, config):
     """--reuse-port: our own SO_REUSEPORT listener for each TCP address the master
     reserved (bound, not listening: the sockets in ``reserved``); the others (unix,
     fd://, systemd) stay shared."""
-    from fastwsgi.server import _bind_one
+    from fastwsgi.listeners import bind_one as _bind_one
 
     own = []
     for sock in sockets:

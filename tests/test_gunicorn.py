@@ -76,13 +76,14 @@ def test_gunicorn_doc_is_generated_from_the_tables():
                                 "not terminate TLS"),
     ("limit_request_field_size = 4096", "use --limit-header-size"),
     ("proxy_allow_ips = '10.0.0.1'", "proxy_allow_ips: gunicorn setting not supported: "
-                                     "fastwsgi takes that header from every peer"),
+                                     "fastwsgi takes PROXY headers, uwsgi packets"),
+    ("uwsgi_allow_ips = '*'", "set --forwarded-allow-ips"),
     ("secure_scheme_headers = {'X-SCHEME': 'https'}", "have the proxy send X-Forwarded-Proto"),
     ("pre_exec = 'not callable'", "pre_exec: expected a callable (a gunicorn hook)"),
     ("statsd_host = 'localhost:8125'", "scrape its Prometheus metrics"),
     ("sendfile = False", "sendfile: gunicorn setting not supported"),
     ("worker_class = 'gevent'", "worker_class: fastwsgi has no worker class 'gevent'"),
-    ("user = 'www-data'", "run fastwsgi as that user"),
+    ("user = 'no-such-user-xyz'", "no such user 'no-such-user-xyz'"),
 ])
 def test_gunicorn_settings_without_a_meaning_here_are_refused_in_one_line(
         tmp_path, line, message):
@@ -99,7 +100,7 @@ def test_gunicorn_defaults_and_harmless_values_are_accepted(tmp_path):
         daemon = False
         sendfile = True
         limit_request_field_size = 8190
-        proxy_allow_ips = "*"
+        proxy_allow_ips = "127.0.0.1,::1"
         syslog = False
         user = None
         worker_tmp_dir = "/dev/shm"

@@ -97,7 +97,7 @@ def test_modules_come_back_when_used(serve, modlist):
 def test_getaddrinfo_gets_what_the_idna_codec_makes_of_a_host(host):
     """fastwsgi.server hands getaddrinfo() the bytes the idna codec would make of
     an ASCII host (so the codec's module is not imported), else the str itself."""
-    from fastwsgi.server import _idna_free
+    from fastwsgi.listeners import _idna_free
 
     try:
         encoded = host.encode("idna")

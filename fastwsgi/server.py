@@ -35,7 +35,7 @@ from fastwsgi.errors import RequestTimeout
 from fastwsgi.listeners import (base_environ, bind_listeners, bind_one, bind_sockets,
                                 listeners_for, socket_url, systemd_sockets)
 
-_bind_one = bind_one        # the old private name (arbiter/worker imported it)
+
 
 __all__ = ["Server", "make_server", "run", "serve", "bind_sockets", "bind_listeners"]
 

@@ -85,7 +85,10 @@ def _load_server_modules(config):
     is imported now.  The app and what it imports must be readable by the user:
     that is the point of importing it after the switch."""
     import importlib
-    names = ["fastwsgi.server", "fastwsgi.logs", "fastwsgi.mount", "fastwsgi._loader"]
+    names = ["fastwsgi.server", "fastwsgi.logs", "fastwsgi.mount", "fastwsgi._loader",
+             # a worker's prctl(PR_SET_PDEATHSIG) and the watchdog's async exception
+             # go through ctypes, imported on demand
+             "ctypes", "fastwsgi.worker", "fastwsgi.watchdog"]
     if config.threads > 1:
         names.append("queue")
     if config.static:

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 TIMEOUT = 10.0
-SLOW = 2.0          # seconds: longer for one response is a failure
+SLOW = 2.0          # seconds: longer for one response is a failure (Scenario.slow)
 MAX_HEAD = 64 * 1024
 
 
@@ -181,7 +181,7 @@ def _judge(resp, scenario, seconds):
         return f"status {resp.status}, body {resp.body[:60]!r}"
     if not scenario.body_ok(resp.body):
         return f"wrong body ({len(resp.body)} bytes, starts {resp.body[:40]!r})"
-    if seconds > SLOW:
+    if seconds > (scenario.slow or SLOW):
         # e.g. an unframed body that only a server-side idle timeout ends
         return f"response took {seconds:.1f} s (framing: {resp.framing})"
     return None

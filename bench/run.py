@@ -138,11 +138,12 @@ def visit(spec, env, scenario, options, rundir, script, progress, label):
                                               nice=options.nice))
             except load.LoadError as exc:
                 return dict(rnd, mark="load failed", detail=f"warm-up: {exc}")
-        argv = load.wrk_command(url, script, options.duration, connections,
+        duration = max(options.duration, scenario.min_duration)
+        argv = load.wrk_command(url, script, duration, connections,
                                 cpu=CLIENT_CPU, timeout=scenario.timeout, nice=options.nice)
         rnd["wrk_argv"] = " ".join(argv).replace(str(server.port), "PORT").replace(
             str(rundir), "RUNDIR")
-        progress.line(f"{label}: measuring {options.duration}s")
+        progress.line(f"{label}: measuring {duration}s")
         sampler = measure_start(server.pid)
         try:
             result = load.run_wrk(argv)

@@ -5,7 +5,8 @@ bench/check.py into raw requests; ``app`` is what the server is told to load
 from the run directory (bench_apps.py is a copy of bench/apps.py; bench_flask.py
 only builds the Flask app defined there, so no other scenario imports Flask).
 A scenario with ``targets`` requests several paths (wrk cycles through them,
-the check asks for each); ``connections`` and ``timeout`` override wrk's.
+the check asks for each); ``connections`` and ``timeout`` override wrk's, and
+``min_duration`` keeps a run long enough for a few slow requests to finish.
 """
 import hashlib
 from dataclasses import dataclass, replace
@@ -30,6 +31,8 @@ class Scenario:
     targets: tuple = ()          # ((path, expected body), ...): wrk cycles through them
     connections: int = None      # wrk connections, if not the run's --connections
     timeout: int = 5             # wrk's per-request timeout, seconds
+    min_duration: int = 0        # seconds: a measured run is never shorter (--quick)
+    slow: float = None           # seconds the check allows one response (check.SLOW)
     help: str = ""
 
     def body_ok(self, body):
@@ -77,7 +80,7 @@ SCENARIOS = {s.name: s for s in [
     Scenario("upload", "bench_apps:upload", method="POST", body=_UPLOAD_BODY,
              headers=(("Content-Type", "application/octet-stream"),),
              expected=hashlib.sha256(_UPLOAD_BODY).hexdigest().encode("ascii"),
-             connections=32, timeout=30,
+             connections=32, timeout=30, min_duration=5, slow=10.0,
              help="20 MB POST on 32 connections, app hashes the body (sha256)"),
 ]}
 

@@ -133,3 +133,23 @@ def test_peak_rss_counts_a_peak_between_samples():
     finally:
         proc.kill()
         proc.wait()
+
+
+STRACE_LINES = """\
+101 epoll_wait(3, [], 64, 1000) = 1
+101 recvfrom(7, ""..., 65536, 0, NULL, NULL) = 78
+101 writev(7, [{iov_base=""..., iov_len=139}, {iov_base=""..., iov_len=1048576}], 2 <unfinished ...>
+102 futex(0x7f, FUTEX_WAKE_PRIVATE, 1) = 0
+101 <... writev resumed>) = 1048715
+101 recvfrom(7, 0x7f, 65536, 0, NULL, NULL) = -1 EAGAIN (Resource temporarily unavailable)
+101 sendto(8, ""..., 200, MSG_NOSIGNAL, NULL, 0) = 100
+101 +++ exited with 0 +++
+"""
+
+
+def test_costs_counts_calls_and_written_bytes():
+    # strace -f output with an interrupted call: the resumed line carries the result.
+    from bench import costs
+    calls = costs.parse_strace(STRACE_LINES)
+    assert calls == {"epoll_wait": [1, 0], "recvfrom": [2, 0], "writev": [1, 1048715],
+                     "futex": [1, 0], "sendto": [1, 100]}

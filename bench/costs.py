@@ -158,11 +158,14 @@ def _descendants(pid):
 def main(argv):
     p = argparse.ArgumentParser(prog="python -m bench costs", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--servers", default="fastwsgi,fastpysgi")
-    p.add_argument("--scenario", default="big", choices=sorted(SCENARIOS))
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--duration", type=int, default=5)
-    p.add_argument("--connections", type=int, default=64)
+    p.add_argument("--servers", default="fastwsgi,fastpysgi",
+                   help="comma-separated (default: %(default)s)")
+    p.add_argument("--scenario", default="big", choices=sorted(SCENARIOS),
+                   help="one scenario (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (3)")
+    p.add_argument("--duration", type=int, default=5, help="seconds per run (5)")
+    p.add_argument("--connections", type=int, default=64,
+                   help="wrk connections unless the scenario sets its own (64)")
     p.add_argument("--no-strace", action="store_true", help="skip the strace run")
     from .cli import _common
     _common(p)

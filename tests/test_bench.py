@@ -153,3 +153,14 @@ def test_costs_counts_calls_and_written_bytes():
     calls = costs.parse_strace(STRACE_LINES)
     assert calls == {"epoll_wait": [1, 0], "recvfrom": [2, 0], "writev": [1, 1048715],
                      "futex": [1, 0], "sendto": [1, 100]}
+
+
+def test_which_servers_run_which_scenarios():
+    from bench import servers
+    static = [n for n, s in servers.SERVERS.items() if s.runs(SCENARIOS["static"])]
+    hello = [n for n, s in servers.SERVERS.items() if s.runs(SCENARIOS["hello"])]
+    assert "fastwsgi-static" in static and "fastwsgi-static" not in hello
+    assert "nginx" in hello and "nginx" not in static   # a fixed response only
+    assert {"fastpysgi", "pyruvate"} <= set(static) & set(hello)
+    # our --static row shares our venv: one build of the repo, not two
+    assert servers.SERVERS["fastwsgi-static"].venv == "fastwsgi"

@@ -97,7 +97,7 @@ def parse_strace(text):
 def measure_round(server, url, script, opts, scenario):
     connections = scenario.connections or opts.connections
     argv = load.wrk_command(url, script, opts.duration, connections, cpu=run.CLIENT_CPU,
-                            timeout=scenario.timeout)
+                            timeout=scenario.timeout, nice=opts.nice)
     c0 = _counters()
     sampler = TreeSampler(server.pid)
     sampler.start()
@@ -135,7 +135,8 @@ def strace_round(server, url, script, opts, scenario, outdir):
     connections = scenario.connections or opts.connections
     try:
         result, _ = _wrk(load.wrk_command(url, script, opts.duration, connections,
-                                          cpu=run.CLIENT_CPU, timeout=scenario.timeout))
+                                          cpu=run.CLIENT_CPU, timeout=scenario.timeout,
+                                          nice=opts.nice))
     finally:
         tracer.terminate()
         tracer.wait(10)
@@ -167,6 +168,8 @@ def main(argv):
     p.add_argument("--connections", type=int, default=64,
                    help="wrk connections unless the scenario sets its own (64)")
     p.add_argument("--no-strace", action="store_true", help="skip the strace run")
+    p.add_argument("--nice", type=int, default=0,
+                   help="niceness of server and wrk, as in the main run (0)")
     from .cli import _common
     _common(p)
     opts = p.parse_args(argv)
@@ -196,14 +199,15 @@ def main(argv):
         for name in names:
             spec = servers.SERVERS[name]
             server = servers.start(spec, envs[name], scenario.app, f"costs{rnd}", rundir,
-                                   cpu=run.SERVER_CPU)
+                                   cpu=run.SERVER_CPU, nice=opts.nice)
             try:
                 server.wait_ready()
                 url = f"http://{servers.HOST}:{server.port}{scenario.path}"
                 # warm-up
                 load.run_wrk(load.wrk_command(url, script, 1,
                                               scenario.connections or opts.connections,
-                                              cpu=run.CLIENT_CPU, timeout=scenario.timeout))
+                                              cpu=run.CLIENT_CPU, timeout=scenario.timeout,
+                                              nice=opts.nice))
                 if rnd < opts.rounds:
                     rows[name].append(measure_round(server, url, script, opts, scenario))
                 else:

@@ -1,4 +1,5 @@
-"""Start a server that has no command line of its own taking MODULE:APP.
+"""Start a server that has no command line of its own taking MODULE:APP, or
+whose command line cannot set what a scenario needs (fastpysgi's body limit).
 
 Copied into the run directory as ``bench_launch.py`` and run with the
 server's venv interpreter:

@@ -86,7 +86,8 @@ def script_text(scenario):
     if scenario.close:
         lines.append('wrk.headers["Connection"] = "close"')
     if scenario.targets:
-        # One pre-formatted request per path, taken in turn by each connection.
+        # One pre-formatted request per path, taken in turn (one counter per wrk
+        # thread, shared by its connections).
         paths = ", ".join(_lua_quote(p.encode()) for p, _ in scenario.targets)
         lines.append(f"local paths = {{{paths}}}")
         lines.append("local reqs = {}\nlocal i = 0")

@@ -48,7 +48,7 @@ class ServerSpec:
     dist: str = None           # distribution whose version is reported
     apt: tuple = ()            # Debian packages needed to build it
     ours: bool = False         # install the repo (fastwsgi) into the venv
-    fixed_only: bool = False  # serves only a fixed response (nginx)
+    fixed_only: bool = False   # serves only a fixed response (nginx)
     only: tuple = ()           # if set, the only scenarios it runs
     venv: str = None           # venv shared with another spec (default: its name)
     note: str = ""

@@ -483,3 +483,27 @@ def test_bad_cases_are_a_logged_500_and_a_close(server, case):
         logged_since(server, mark, EXPECTED_LOG[case])
     longest = max(len(line) for line in server.output[mark:].splitlines())
     assert longest < 4000, "a log line carried the app's whole header"
+
+
+# --- found by fuzz/app_fuzz.py ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["status_999", "value_crlf", "header_lying_tuple"])
+def test_a_500_answering_head_has_no_body(server, case):
+    with socket.create_connection((server.host, server.port), timeout=10) as s:
+        s.sendall(f"HEAD /{case} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+        raw = b""
+        while True:
+            data = s.recv(65536)
+            if not data:
+                break
+            raw += data
+    assert raw.startswith(b"HTTP/1.1 500 ") and raw.endswith(b"\r\n\r\n"), raw
+    assert raw.count(b"\r\n\r\n") == 1 and b"Content-Length: 26\r\n" in raw
+
+
+def test_write_then_file_wrapper_is_one_response(server):
+    answers, raw = exchange(server, [("GET", "/write_then_file"), ("GET", "/sub_status")])
+    assert [a[0] for a in answers] == [200, 202], raw[:600]
+    assert answers[0][2] == b"written;" + framing.FILE_BODY
+    assert raw.count(b"HTTP/1.1 200 ") == 1

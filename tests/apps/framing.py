@@ -131,8 +131,26 @@ BAD = {
 CASES = {**GOOD, **BAD}
 
 
+FILE_BODY = bytes(range(256)) * 40
+
+
+def write_then_file(environ, start_response):
+    """write() before returning a wsgi.file_wrapper: the head is out (chunked) before
+    the file is seen, so the file must be sent as chunks of the same response."""
+    import tempfile
+
+    write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    write(b"written;")
+    f = tempfile.TemporaryFile()
+    f.write(FILE_BODY)
+    f.seek(0)
+    return environ["wsgi.file_wrapper"](f)
+
+
 def app(environ, start_response):
     name = environ["PATH_INFO"].lstrip("/")
+    if name == "write_then_file":
+        return write_then_file(environ, start_response)
     if name not in CASES:
         start_response("404 Not Found", [("Content-Type", "text/plain")])
         return [b"no such case"]

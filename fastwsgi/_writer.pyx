@@ -41,10 +41,22 @@ cdef extern from "time.h" nogil:
 # Emptied first-size buffers wait here for the next response instead of going
 # back to malloc: a keep-alive request then costs no malloc/free pair.  One pool
 # per process, bounded (OB_POOL_MAX * OB_FIRST = 256 KiB at most), and touched
-# only with the GIL held.
+# only with the GIL held -- so a free-threaded build (Py_GIL_DISABLED: app
+# threads frame heads in parallel) has no pool, and formats Date per response
+# instead of sharing the cached line.
 cdef enum:
     OB_FIRST = 4096
     OB_POOL_MAX = 64
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define FW_SHARED_CACHES 0
+    #else
+    #define FW_SHARED_CACHES 1
+    #endif
+    """
+    const bint FW_SHARED_CACHES
 
 cdef char* _ob_pool[OB_POOL_MAX]
 cdef int _ob_pooled = 0
@@ -57,7 +69,7 @@ cdef int ob_reserve(OutBuf* ob, Py_ssize_t extra) except -1:
     cdef char* p
     if need <= ob.cap:
         return 0
-    if ob.cap == 0 and need <= OB_FIRST and _ob_pooled:
+    if FW_SHARED_CACHES and ob.cap == 0 and need <= OB_FIRST and _ob_pooled:
         _ob_pooled -= 1
         ob.data = _ob_pool[_ob_pooled]
         ob.cap = OB_FIRST
@@ -97,7 +109,7 @@ cdef void ob_consume(OutBuf* ob, Py_ssize_t n) noexcept:
 
 cdef void ob_free(OutBuf* ob) noexcept:
     global _ob_pooled
-    if ob.cap == OB_FIRST and _ob_pooled < OB_POOL_MAX:
+    if FW_SHARED_CACHES and ob.cap == OB_FIRST and _ob_pooled < OB_POOL_MAX:
         _ob_pool[_ob_pooled] = ob.data
         _ob_pooled += 1
     else:
@@ -149,11 +161,10 @@ cdef inline void _two(char* p, int v) noexcept:
     p[1] = <char>(48 + v % 10)
 
 
-cdef void _format_date(time_t now) noexcept:
-    """'Date: Sun, 06 Nov 1994 08:49:37 GMT\\r\\n' without strftime (no locale)."""
-    global DATE_LEN, DATE_AT
+cdef void _format_date_into(char* p, time_t now) noexcept:
+    """'Date: Sun, 06 Nov 1994 08:49:37 GMT\\r\\n' (37 bytes at p) without strftime
+    (no locale)."""
     cdef tm t
-    cdef char* p = DATE_LINE
     cdef int year
     gmtime_r(&now, &t)
     memcpy(p, b"Date: ", 6)
@@ -174,12 +185,21 @@ cdef void _format_date(time_t now) noexcept:
     p[28] = b":"
     _two(p + 29, t.tm_sec)
     memcpy(p + 31, b" GMT\r\n", 6)
+
+
+cdef void _format_date(time_t now) noexcept:
+    global DATE_LEN, DATE_AT
+    _format_date_into(DATE_LINE, now)
     DATE_LEN = 37
     DATE_AT = now
 
 
 cdef int write_date(OutBuf* ob) except -1:
     cdef time_t now = time(NULL)
+    cdef char line[40]
+    if not FW_SHARED_CACHES:
+        _format_date_into(line, now)
+        return ob_write(ob, line, 37)
     if now != DATE_AT:
         _format_date(now)
     return ob_write(ob, DATE_LINE, DATE_LEN)

@@ -16,7 +16,6 @@ import enum
 import gc
 import os
 import random
-import socket
 import sys
 import time
 
@@ -337,14 +336,7 @@ def exchange(srv, requests):
     for i, (method, path) in enumerate(requests):
         close = b"Connection: close\r\n" if i == len(requests) - 1 else b""
         raw_out += f"{method} {path} HTTP/1.1\r\nHost: t\r\n".encode() + close + b"\r\n"
-    with socket.create_connection((srv.host, srv.port), timeout=10) as s:
-        s.sendall(raw_out)
-        raw = b""
-        while True:
-            data = s.recv(1 << 20)
-            if not data:
-                break
-            raw += data
+    raw = srv.request(raw_out)
     client = h11.Connection(h11.CLIENT, max_incomplete_event_size=1 << 24)
     client.receive_data(raw)
     client.receive_data(b"")
@@ -465,14 +457,8 @@ EXPECTED_LOG = {
 def test_bad_cases_are_a_logged_500_and_a_close(server, case):
     mark = len(server.output)
     path = "/" + case
-    with socket.create_connection((server.host, server.port), timeout=10) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\nGET /sub_status HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        raw = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            raw += data
+    raw = server.request(f"GET {path} HTTP/1.1\r\nHost: t\r\n\r\n"
+                         "GET /sub_status HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     head_, _, body = raw.partition(b"\r\n\r\n")
     assert head_.startswith(b"HTTP/1.1 500 "), raw[:300]
     assert b"\r\nConnection: close" in head_, raw[:300]
@@ -490,14 +476,7 @@ def test_bad_cases_are_a_logged_500_and_a_close(server, case):
 
 @pytest.mark.parametrize("case", ["status_999", "value_crlf", "header_lying_tuple"])
 def test_a_500_answering_head_has_no_body(server, case):
-    with socket.create_connection((server.host, server.port), timeout=10) as s:
-        s.sendall(f"HEAD /{case} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
-        raw = b""
-        while True:
-            data = s.recv(65536)
-            if not data:
-                break
-            raw += data
+    raw = server.request(f"HEAD /{case} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
     assert raw.startswith(b"HTTP/1.1 500 ") and raw.endswith(b"\r\n\r\n"), raw
     assert raw.count(b"\r\n\r\n") == 1 and b"Content-Length: 26\r\n" in raw
 

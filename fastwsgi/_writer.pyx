@@ -341,8 +341,8 @@ cdef str _clip(str s):
     """An exact str's repr for an error message, at most 80 characters: a 1 MB
     header must not become a 1 MB log line.  (Only exact strs: repr() of an app
     object would run its code.)"""
-    cdef str r = repr(s)
-    return r if len(r) <= 80 else r[:77] + "..."
+    cdef str r = repr(s[:80])
+    return r if len(r) <= 80 and len(s) <= 80 else r[:77] + "..."
 
 
 cdef str _type_name(object o):

@@ -574,6 +574,12 @@ def main(argv=None):
         if args.atheris:
             import atheris
 
+            # the server runs in another process: libFuzzer's only coverage signal
+            # is the judge, so h11 (which parses every answer) is instrumented
+            with atheris.instrument_imports(include=["h11"]):
+                import h11  # noqa: F401
+            atheris.instrument_func(judge)
+
             def one(data):
                 if len(data) <= MAX_CASE:
                     try:

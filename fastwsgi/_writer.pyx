@@ -506,8 +506,8 @@ def frame_head(status, headers, server="fastwsgi"):
     """write_head_start as the connection calls it: status line, validated headers,
     Server, Date, without the final CRLF.
 
-    Returns (bytes, info) where info is the RespInfo as a dict: status_code,
-    content_length (-1 when the app sent none), app_close, no_body."""
+    Returns (bytes, status_code, content_length or -1, app_close); RespInfo's
+    no_body is status_code in (204, 304)."""
     cdef OutBuf ob
     cdef RespInfo info
     ob.data = NULL
@@ -515,9 +515,8 @@ def frame_head(status, headers, server="fastwsgi"):
     line = (f"Server: {server}\r\n".encode("latin-1")) if server else b""
     try:
         write_head_start(&ob, status, headers, line, &info)
-        return (PyBytes_FromStringAndSize(ob.data, ob.len),
-                {"status_code": info.status_code, "content_length": info.content_length,
-                 "app_close": bool(info.app_close), "no_body": bool(info.no_body)})
+        return (PyBytes_FromStringAndSize(ob.data, ob.len), info.status_code,
+                info.content_length, bool(info.app_close))
     finally:
         ob_free(&ob)
 

@@ -32,9 +32,16 @@ import framing  # noqa: E402  (the fixture app: its CASES table is shared with t
 sys.path.remove(APPS)
 
 
+def frame(status, headers, server="fastwsgi"):
+    """frame_head as (bytes, RespInfo as a dict)."""
+    raw, code, length, close = frame_head(status, headers, server)
+    return raw, {"status_code": code, "content_length": length, "app_close": close,
+                 "no_body": code in (204, 304)}
+
+
 def head(status, headers=(), server="fastwsgi"):
-    """frame_head's bytes without the Date line (it changes every second)."""
-    raw, info = frame_head(status, list(headers), server)
+    """frame's bytes without the Date line (it changes every second)."""
+    raw, info = frame(status, list(headers), server)
     lines = [ln for ln in raw.split(b"\r\n") if not ln.startswith(b"Date: ")]
     return b"\r\n".join(lines), info
 
@@ -52,7 +59,7 @@ def test_str_subclass_header_is_framed_from_its_own_characters():
 def test_many_distinct_subclass_headers_survive_allocation_churn():
     pairs = [(framing.Sub(f"X-Name-{i:04d}"), framing.Sub(f"value-{i:04d}-" + "z" * (i % 37)))
              for i in range(2000)]
-    raw, _ = frame_head("200 OK", pairs)
+    raw, _ = frame("200 OK", pairs)
     expected = b"".join(f"{n}: {v}\r\n".encode() for n, v in pairs)
     assert expected in raw
     gc.collect()
@@ -72,20 +79,20 @@ def test_a_subclass_str_method_is_not_what_is_framed():
 
 def test_subclass_with_control_characters_is_still_checked():
     with pytest.raises(ResponseError, match="control character"):
-        frame_head("200 OK", [("X-A", framing.Sub("a\r\nX-Evil: injected"))])
+        frame("200 OK", [("X-A", framing.Sub("a\r\nX-Evil: injected"))])
 
 
 def test_object_claiming_to_be_str_is_refused():
     with pytest.raises(ResponseError, match="must be str"):
-        frame_head("200 OK", [("X-A", framing.FakeStr())])
+        frame("200 OK", [("X-A", framing.FakeStr())])
     with pytest.raises(ResponseError, match="must be str"):
-        frame_head(framing.FakeStr(), [])
+        frame(framing.FakeStr(), [])
 
 
 def test_tuple_size_comes_from_the_tuple_not_its_len():
     # the items are read without bounds checks: a __len__ that lies must not count
     with pytest.raises(ResponseError, match="1 items"):
-        frame_head("200 OK", [framing.LyingTuple(("X-A",))])
+        frame("200 OK", [framing.LyingTuple(("X-A",))])
 
 
 # --- statuses --------------------------------------------------------------------------
@@ -107,7 +114,7 @@ def test_final_statuses_are_framed_as_given(status, code):
 ])
 def test_non_final_or_unknown_status_codes_are_refused(status):
     with pytest.raises(ResponseError, match="200-599"):
-        frame_head(status, [])
+        frame(status, [])
 
 
 @pytest.mark.parametrize("status", [
@@ -115,13 +122,13 @@ def test_non_final_or_unknown_status_codes_are_refused(status):
 ])
 def test_malformed_statuses_are_refused(status):
     with pytest.raises(ResponseError, match="status must"):
-        frame_head(status, [])
+        frame(status, [])
 
 
 @pytest.mark.parametrize("status", ["200 OK\r\nX: y", "200 O\x00K", "200 O\nK", "200 O\x7fK"])
 def test_control_characters_in_the_reason_are_refused(status):
     with pytest.raises(ResponseError, match="control character in status"):
-        frame_head(status, [])
+        frame(status, [])
 
 
 @pytest.mark.parametrize("status,match", [
@@ -130,7 +137,7 @@ def test_control_characters_in_the_reason_are_refused(status):
 ])
 def test_status_types(status, match):
     with pytest.raises(ResponseError, match=match):
-        frame_head(status, [])
+        frame(status, [])
 
 
 # --- the header policy -----------------------------------------------------------------
@@ -155,12 +162,12 @@ def test_close_token_in_the_apps_connection_header(value, close):
 
 
 def test_server_and_date_are_added_unless_the_app_sent_its_own():
-    raw, _ = frame_head("200 OK", [])
+    raw, _ = frame("200 OK", [])
     assert raw.count(b"\r\nServer: fastwsgi\r\n") == 1 and raw.count(b"\r\nDate: ") == 1
-    raw, _ = frame_head("200 OK", [("server", "mine"), ("DATE", "x")])
+    raw, _ = frame("200 OK", [("server", "mine"), ("DATE", "x")])
     assert b"Server: fastwsgi" not in raw and raw.lower().count(b"date") == 1
     assert raw.endswith(b"server: mine\r\nDATE: x\r\n")
-    raw, _ = frame_head("200 OK", [], server="")
+    raw, _ = frame("200 OK", [], server="")
     assert b"Server" not in raw
 
 
@@ -183,16 +190,16 @@ def test_other_statuses_keep_the_apps_content_length(status):
 @pytest.mark.parametrize("value", ["abc", "-1", "+1", "1, 1", " 1", "1 ", "", "1" * 19])
 def test_invalid_content_length_from_the_app(value):
     with pytest.raises(ResponseError, match="Content-Length"):
-        frame_head("200 OK", [("Content-Length", value)])
+        frame("200 OK", [("Content-Length", value)])
 
 
 def test_duplicate_content_length_from_the_app():
     with pytest.raises(ResponseError, match="duplicate"):
-        frame_head("200 OK", [("Content-Length", "1"), ("content-length", "1")])
+        frame("200 OK", [("Content-Length", "1"), ("content-length", "1")])
 
 
 def test_largest_content_length_accepted():
-    _, info = frame_head("200 OK", [("Content-Length", "9" * 18)])
+    _, info = frame("200 OK", [("Content-Length", "9" * 18)])
     assert info["content_length"] == int("9" * 18)
 
 
@@ -214,7 +221,7 @@ def test_largest_content_length_accepted():
 ])
 def test_header_shapes_and_types(headers, match):
     with pytest.raises(ResponseError, match=match):
-        frame_head("200 OK", headers)
+        frame("200 OK", headers)
 
 
 def test_header_list_and_tuple_subclasses_and_generators_of_pairs():
@@ -237,37 +244,37 @@ TCHAR = set(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmno
 def test_every_byte_in_a_name_and_a_value(c):
     ch = chr(c)
     if c in TCHAR:
-        assert b"\r\nX" + bytes([c]) + b": v\r\n" in frame_head("200 OK", [("X" + ch, "v")])[0]
+        assert b"\r\nX" + bytes([c]) + b": v\r\n" in frame("200 OK", [("X" + ch, "v")])[0]
     else:
         with pytest.raises(ResponseError, match="header name"):
-            frame_head("200 OK", [("X" + ch, "v")])
+            frame("200 OK", [("X" + ch, "v")])
     if c == 9 or 0x20 <= c <= 0x7E or c >= 0x80:
-        assert b"\r\nX: a" + bytes([c]) + b"b\r\n" in frame_head("200 OK", [("X", f"a{ch}b")])[0]
+        assert b"\r\nX: a" + bytes([c]) + b"b\r\n" in frame("200 OK", [("X", f"a{ch}b")])[0]
     else:
         with pytest.raises(ResponseError, match="control character"):
-            frame_head("200 OK", [("X", f"a{ch}b")])
+            frame("200 OK", [("X", f"a{ch}b")])
 
 
 def test_empty_name_is_refused_and_empty_value_is_framed():
     with pytest.raises(ResponseError, match="empty header name"):
-        frame_head("200 OK", [("", "v")])
-    assert b"\r\nX-Empty: \r\n" in frame_head("200 OK", [("X-Empty", "")])[0]
+        frame("200 OK", [("", "v")])
+    assert b"\r\nX-Empty: \r\n" in frame("200 OK", [("X-Empty", "")])[0]
 
 
 def test_huge_headers_are_framed_whole():
     value = "v" * (1 << 22)
     headers = [(f"X-{i}", str(i)) for i in range(10000)] + [("X-Huge", value)]
-    raw, _ = frame_head("200 OK", headers)
+    raw, _ = frame("200 OK", headers)
     assert raw.count(b"\r\n") == 10000 + 1 + 3       # status, headers, Server, Date
     assert b"\r\nX-Huge: " + value.encode() + b"\r\n" in raw
 
 
 def test_error_messages_are_clipped():
     with pytest.raises(ResponseError) as info:
-        frame_head("200 OK", [("X-Huge", "v" * (1 << 20) + "\r")])
+        frame("200 OK", [("X-Huge", "v" * (1 << 20) + "\r")])
     assert len(str(info.value)) < 300
     with pytest.raises(ResponseError) as info:
-        frame_head("200 " + "\u03a9" * (1 << 20), [])
+        frame("200 " + "\u03a9" * (1 << 20), [])
     assert len(str(info.value)) < 300
 
 
@@ -275,7 +282,7 @@ def test_refused_head_leaves_the_caller_nothing():
     # a head refused half way (status line framed, then a bad header) is an
     # exception; the bytes framed so far are the caller's to roll back
     with pytest.raises(ResponseError):
-        frame_head("200 OK", [("X-A", "b"), ("X-B", "c\r\n")])
+        frame("200 OK", [("X-A", "b"), ("X-B", "c\r\n")])
 
 
 # --- chunks, lengths, Date -------------------------------------------------------------

@@ -658,7 +658,8 @@ cdef class Connection:
                     self._write_body(body)
                 if not self.head_framed:
                     self._frame_head()
-            elif type(result) is FileWrapper and self._try_sendfile(result):
+            elif type(result) is FileWrapper and not self.head_framed and self._try_sendfile(result):
+                # (after write() the head is out, maybe chunked: the file is iterated)
                 # the file stays open until sendfile is done: end the response then
                 if self.sf_fd >= 0 and not self._flush():
                     if not self.blocking_io:
@@ -693,6 +694,9 @@ cdef class Connection:
             page = error_page(500, "Internal Server Error")
         self.status_code = (<int>exc.status_code if isinstance(exc, HttpParserError) else 500)
         self.status = None
+        if self.parser.is_head:
+            # an answer to HEAD has no body (RFC 9110 §9.3.2), an error page neither
+            page = page[:page.find(b"\r\n\r\n") + 4]
         ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
         self.head_framed = True
         self.chunked = False

@@ -108,6 +108,9 @@ class Arbiter:
         self.pidfile = os.path.abspath(config.pidfile) if config.pidfile else None
         self.pid = os.getpid()
         self._unix_paths = []
+        self.status = None              # --status-bind (fastwsgi.status.MasterStatus)
+        self.drain_until = 0.0          # --drain-delay: stop gracefully then
+        self.drain_why = None
 
     # -- start and stop ------------------------------------------------------------
 
@@ -127,6 +130,8 @@ class Arbiter:
         if self.config.preload:
             self._load_app()            # AppLoadError: the CLI prints it, exit 1
         self._bind()
+        from fastwsgi.status import for_master
+        self.status = for_master(self)
         self._init_signals()
         # With --reuse-port the master only reserves the port and the workers listen:
         # the banner waits for the first of them, or a client that acts on it would
@@ -139,6 +144,9 @@ class Arbiter:
             while True:
                 self._sleep()
                 self._dispatch_signals()
+                if self.drain_until and time.monotonic() >= self.drain_until:
+                    self.drain_until = 0.0
+                    self._stop(immediate=False, why=self.drain_why)
                 self.reap_workers()
                 if self.stopping:
                     if not self.workers:
@@ -165,6 +173,8 @@ class Arbiter:
         log.info("fastwsgi %s listening on %s (pid %d)", __version__, urls, os.getpid())
 
     def _close(self):
+        if self.status is not None:
+            self.status.close()
         signal.set_wakeup_fd(-1)
         for sig in self.SIGNALS:
             # late signals must not interrupt on_exit or turn into a traceback
@@ -337,7 +347,8 @@ class Arbiter:
         # SIGCHLD only wakes the loop (the wakeup fd), which reaps on every turn
 
     def _sleep(self):
-        if self.stopping or any(w.kill_at or not w.booted for w in self.workers.values()):
+        if (self.stopping or self.drain_until
+                or any(w.kill_at or not w.booted for w in self.workers.values())):
             timeout = 0.1
         elif self.config.timeout or self.config.max_requests:
             timeout = 0.25
@@ -369,14 +380,27 @@ class Arbiter:
     def handle_term(self):
         if self.stopping:
             self._stop(immediate=True, why="SIGTERM again")
-        else:
+        elif not self._drain_first("SIGTERM"):
             self._stop(immediate=False, why="SIGTERM")
 
     def handle_int(self):
         if self.stopping:
             self._stop(immediate=True, why="SIGINT again")
-        else:
+        elif not self._drain_first("SIGINT"):
             self._stop(immediate=False, why="SIGINT")
+
+    def _drain_first(self, why):
+        """--drain-delay: /readyz answers 503 while the workers go on serving, and
+        the graceful stop starts when the delay is over (a second signal: now)."""
+        if not self.config.drain_delay or self.drain_until:
+            return False
+        self.drain_until = time.monotonic() + self.config.drain_delay
+        self.drain_why = why
+        if self.status is not None:
+            self.status.draining = True
+        log.info("draining (%s): /readyz answers 503; stopping in %gs", why,
+                 self.config.drain_delay)
+        return True
 
     def handle_quit(self):
         self._stop(immediate=True, why="SIGQUIT")
@@ -453,6 +477,8 @@ class Arbiter:
     def spawn_worker(self):
         self.age += 1
         shared = Shared(self.config.threads)
+        # --status-bind: the child records into a block of shared memory made now
+        block = self.status.before_fork() if self.status is not None else None
         # Signals stay blocked across the fork until the child has its own handlers:
         # a SIGTERM that came before would run the master's handler in the child
         # and be lost.
@@ -466,6 +492,8 @@ class Arbiter:
             raise
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            if self.status is not None:
+                self.status.forked(pid, block)
             self.workers[pid] = WorkerRecord(pid, self.age, self.generation, shared)
             log.info("worker %d booting", pid)
             return pid
@@ -558,6 +586,8 @@ class Arbiter:
         log.error("worker %d timed out: %s; logging its stack and killing it", w.pid, why)
         w.aborted = True
         w.reason = "timeout"
+        if self.status is not None:
+            self.status.timed_out()
         w.kill_at = time.monotonic() + ABORT_GRACE
         self._kill(w.pid, signal.SIGABRT)
 
@@ -576,6 +606,8 @@ class Arbiter:
                 w.retiring, w.reason = True, "retired"   # it stopped before we noticed
             w.shared.close()
             self._log_exit(w, status)
+            if self.status is not None:
+                self.status.reaped(w, status)
 
     def _log_exit(self, w, status):
         code = os.waitstatus_to_exitcode(status)

@@ -295,6 +295,9 @@ class Server:
 
     def __init__(self, app, config=None, sockets=None, access_log=None, multiprocess=False):
         self.config = config or Config()
+        if self.config.otel:
+            from fastwsgi.otel import instrument   # here: after fork, in each worker
+            app = instrument(app, self.config)
         self.app = app
         raise_fd_limit()
         self.sockets = sockets if sockets is not None else bind_sockets(self.config)
@@ -314,6 +317,11 @@ class Server:
             self.state.dispatch = self.threads.dispatch
         self._stopped = threading.Event()
         self._stopped.set()
+        self.draining = False       # --drain-delay: /readyz says 503, still serving
+        self.status = None
+        if self.config.status_bind:
+            from fastwsgi.status import for_server   # metrics; our own /metrics if no master
+            self.status = for_server(self)
 
     @property
     def server_address(self):
@@ -340,6 +348,9 @@ class Server:
         self._stopped.wait()
 
     def server_close(self):
+        if self.status is not None:
+            self.status.close()
+            self.status = None
         if self.threads is not None:
             self.threads.stop()
             self.threads = None
@@ -368,11 +379,20 @@ def make_server(host, port, app, server_class=None, handler_class=None, **option
     return Server(app, config)
 
 
-def _install_signals(loop):
-    """SIGINT/SIGTERM stop gracefully; a second one stops at once."""
+def _install_signals(loop, server=None):
+    """SIGINT/SIGTERM stop gracefully (after --drain-delay); a second one stops at
+    once (or ends the drain delay)."""
     def handler(signum, frame):
         if loop.is_stopping:
             loop.stop(graceful=False)
+        elif server is not None and server.config.drain_delay and not server.draining:
+            delay = server.config.drain_delay
+            log.info("draining (%s): /readyz answers 503; stopping in %gs",
+                     signal.Signals(signum).name, delay)
+            server.draining = True
+            timer = threading.Timer(delay, loop.stop)
+            timer.daemon = True
+            timer.start()
         else:
             log.info("stopping (%s)", signal.Signals(signum).name)
             loop.stop()
@@ -409,7 +429,7 @@ def serve(app, config):
     from fastwsgi.logs import AccessLog
     access = AccessLog.from_config(config)
     server = Server(app, config, access_log=access)
-    _install_signals(server.loop)
+    _install_signals(server.loop, server)
     # the banner comes last: whoever waits for it may signal us right away
     log.info("fastwsgi %s listening on %s (pid %d)", __version__,
              ", ".join(server.urls), os.getpid())

@@ -108,7 +108,7 @@ class Arbiter:
         self.pidfile = os.path.abspath(config.pidfile) if config.pidfile else None
         self.pid = os.getpid()
         self._unix_paths = []
-        self.status = None              # --status-bind (fastwsgi.status.MasterStatus)
+        self.observer = None            # --status-bind (fastwsgi.status.MasterStatus)
         self.drain_until = 0.0          # --drain-delay: stop gracefully then
         self.drain_why = None
 
@@ -131,7 +131,7 @@ class Arbiter:
             self._load_app()            # AppLoadError: the CLI prints it, exit 1
         self._bind()
         from fastwsgi.status import for_master
-        self.status = for_master(self)
+        self.observer = for_master(self)
         self._init_signals()
         # With --reuse-port the master only reserves the port and the workers listen:
         # the banner waits for the first of them, or a client that acts on it would
@@ -173,8 +173,8 @@ class Arbiter:
         log.info("fastwsgi %s listening on %s (pid %d)", __version__, urls, os.getpid())
 
     def _close(self):
-        if self.status is not None:
-            self.status.close()
+        if self.observer is not None:
+            self.observer.close()
         signal.set_wakeup_fd(-1)
         for sig in self.SIGNALS:
             # late signals must not interrupt on_exit or turn into a traceback
@@ -396,8 +396,8 @@ class Arbiter:
             return False
         self.drain_until = time.monotonic() + self.config.drain_delay
         self.drain_why = why
-        if self.status is not None:
-            self.status.draining = True
+        if self.observer is not None:
+            self.observer.draining = True
         log.info("draining (%s): /readyz answers 503; stopping in %gs", why,
                  self.config.drain_delay)
         return True
@@ -478,7 +478,7 @@ class Arbiter:
         self.age += 1
         shared = Shared(self.config.threads)
         # --status-bind: the child records into a block of shared memory made now
-        block = self.status.before_fork() if self.status is not None else None
+        block = self.observer.before_fork() if self.observer is not None else None
         # Signals stay blocked across the fork until the child has its own handlers:
         # a SIGTERM that came before would run the master's handler in the child
         # and be lost.
@@ -492,8 +492,8 @@ class Arbiter:
             raise
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-            if self.status is not None:
-                self.status.forked(pid, block)
+            if self.observer is not None:
+                self.observer.forked(pid, block)
             self.workers[pid] = WorkerRecord(pid, self.age, self.generation, shared)
             log.info("worker %d booting", pid)
             return pid
@@ -586,8 +586,8 @@ class Arbiter:
         log.error("worker %d timed out: %s; logging its stack and killing it", w.pid, why)
         w.aborted = True
         w.reason = "timeout"
-        if self.status is not None:
-            self.status.timed_out()
+        if self.observer is not None:
+            self.observer.timed_out()
         w.kill_at = time.monotonic() + ABORT_GRACE
         self._kill(w.pid, signal.SIGABRT)
 
@@ -606,8 +606,8 @@ class Arbiter:
                 w.retiring, w.reason = True, "retired"   # it stopped before we noticed
             w.shared.close()
             self._log_exit(w, status)
-            if self.status is not None:
-                self.status.reaped(w, status)
+            if self.observer is not None:
+                self.observer.reaped(w, status)
 
     def _log_exit(self, w, status):
         code = os.waitstatus_to_exitcode(status)

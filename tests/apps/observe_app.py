@@ -2,7 +2,8 @@
 test_otel.py, test_access_json.py).
 
 Paths: / answers "ok pid=N"; /missing 404; /error 500 (the app raises);
-/environ the request's fastwsgi.* keys as JSON; /hold?FILE answers only once the
+/exit?C ends the
+worker process with status C; /environ the request's fastwsgi.* keys as JSON; /hold?FILE answers only once the
 file FILE exists (a test keeps a request in flight, and ends it, without timing);
 /slow?S sleeps S seconds; /nested opens an OpenTelemetry span of its own inside the
 server's span and answers its trace and parent ids; /spans the spans this worker's
@@ -60,6 +61,8 @@ def app(environ, start_response):
         return [b"missing\n"]
     if path == "/error":
         raise RuntimeError("the app failed on purpose")
+    if path == "/exit":
+        os._exit(int(query or "0"))
     if path == "/environ":
         return _json(start_response, {k: v for k, v in environ.items()
                                       if k.startswith("fastwsgi.")})

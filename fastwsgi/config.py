@@ -573,7 +573,7 @@ SETTINGS = (
             "Access log line format (gunicorn's atoms: h l u t r m U q H s b B f a T M D "
             "L p, %({header}i)s, %({var}e)s), or 'json' for one JSON object per request "
             "(docs/observability.md). Default: Apache combined.",
-            flags=("--access-logformat",), metavar="FORMAT"),
+            flags=("--access-logformat", "--access-log-format"), metavar="FORMAT"),
     # -- observability (docs/observability.md)
     Setting("status_bind", "Observability", status_address, None,
             "Serve /metrics (Prometheus), /livez and /readyz on this HOST:PORT, apart "

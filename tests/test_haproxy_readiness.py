@@ -1,0 +1,191 @@
+"""A real HAProxy (Debian's haproxy) health-checks two fastwsgi instances on
+/readyz: the one sent SIGTERM (with a request in flight) is taken out of rotation
+while it still runs, and a client load through HAProxy -- with retries off, so
+nothing is hidden -- sees no failed request.  Order is established by observation
+(HAProxy's own stats socket says DOWN; the instance is still alive), not by time:
+--drain-delay is long, and a second SIGTERM ends it once HAProxy has reacted."""
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+
+import pytest
+
+from process_helpers import children, wait_until
+from test_metrics import get, status_port
+from test_status import Held, readyz
+
+HAPROXY = "/usr/sbin/haproxy"
+
+CONFIG = """\
+global
+    stats socket {stats} mode 600 level admin
+    maxconn 256
+
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+    retries 0
+    option http-server-close
+    http-reuse never
+
+frontend fe
+    bind 127.0.0.1:{port}
+    default_backend be
+
+backend be
+    balance roundrobin
+    option httpchk GET /readyz
+    http-check expect status 200
+    server a 127.0.0.1:{a_port} check port {a_status} inter 100 fall 1 rise 1
+    server b 127.0.0.1:{b_port} check port {b_status} inter 100 fall 1 rise 1
+"""
+
+
+def haproxy_binary():
+    path = HAPROXY if os.path.exists(HAPROXY) else shutil.which("haproxy")
+    if path is None:
+        pytest.fail("haproxy is not installed (apt-get install haproxy; .ci/run installs "
+                    "it): the readiness test drives a real HAProxy")
+    return path
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class HAProxy:
+    def __init__(self, tmp_path, a, b):
+        self.stats = str(tmp_path / "haproxy.sock")
+        self.port = free_port()
+        self.host = "127.0.0.1"
+        cfg = tmp_path / "haproxy.cfg"
+        cfg.write_text(CONFIG.format(stats=self.stats, port=self.port, a_port=a.port,
+                                     a_status=status_port(a), b_port=b.port,
+                                     b_status=status_port(b)))
+        self.proc = subprocess.Popen([haproxy_binary(), "-f", str(cfg), "-db"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
+
+    def servers(self):
+        """{server name: status} from HAProxy's stats socket ("UP", "DOWN", ...)."""
+        try:
+            with socket.socket(socket.AF_UNIX) as s:
+                s.settimeout(5)
+                s.connect(self.stats)
+                s.sendall(b"show stat\n")
+                data = b""
+                while chunk := s.recv(65536):
+                    data += chunk
+        except OSError:
+            return {}
+        lines = data.decode().splitlines()
+        if not lines or not lines[0].startswith("# "):
+            return {}
+        header = lines[0][2:].split(",")
+        rows = [dict(zip(header, line.split(","))) for line in lines[1:] if line]
+        return {r["svname"]: r["status"] for r in rows if r["pxname"] == "be"
+                and r["svname"] not in ("FRONTEND", "BACKEND")}
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)      # soft stop
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.stdout.read().decode(errors="replace")
+
+
+class Load:
+    """Keep-alive clients through HAProxy; every answer kept in order: (pid, status)."""
+
+    def __init__(self, proxy, clients=4):
+        self.proxy = proxy
+        self.answers = []
+        self.failures = []
+        self.lock = threading.Lock()
+        self.stopped = threading.Event()
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        conn = http.client.HTTPConnection(self.proxy.host, self.proxy.port, timeout=20)
+        while not self.stopped.is_set():
+            try:
+                conn.request("GET", "/")
+                resp = conn.getresponse()
+                body = resp.read().decode()
+                with self.lock:
+                    if resp.status == 200:
+                        self.answers.append(int(re.search(r"pid=(\d+)", body).group(1)))
+                    else:
+                        self.failures.append(f"status {resp.status}: {body[:80]!r}")
+            except Exception as exc:
+                with self.lock:
+                    self.failures.append(repr(exc))
+                conn.close()
+
+    def count(self):
+        with self.lock:
+            return len(self.answers)
+
+    def stop(self):
+        self.stopped.set()
+        for t in self.threads:
+            t.join(30)
+
+
+def test_haproxy_stops_routing_to_a_draining_instance_before_it_closes(serve, tmp_path):
+    haproxy_binary()
+    options = ("observe_app:app", "-w", "2", "--drain-delay", "120",
+               "--status-bind", "127.0.0.1:0")
+    a = serve(*options)
+    b = serve(*options)
+    proxy = HAProxy(tmp_path, a, b)
+    try:
+        wait_until(lambda: proxy.servers() == {"a": "UP", "b": "UP"}, timeout=15,
+                   what="HAProxy to see both instances UP")
+        a_pids = wait_until(lambda: children(a.pid) if len(children(a.pid)) == 2 else None,
+                            what="a's workers")
+        load = Load(proxy)
+        try:
+            wait_until(lambda: a_pids & set(load.answers) and load.count() > 50,
+                       timeout=30, what="load through HAProxy reaching instance a")
+            held = Held(a, tmp_path)           # a request in flight on a
+            wait_until(lambda: get(a.host, a.port, "/")[0] == 200, what="a serving")
+            a.send_signal(signal.SIGTERM)
+            wait_until(lambda: proxy.servers().get("a", "").startswith("DOWN"),
+                       timeout=15, what="HAProxy to take a out")
+            assert a.alive(), "a closed before HAProxy stopped routing to it"
+            assert readyz(status_port(a))[0] == 503
+            cut = load.count()
+            # a goes on serving what reaches it directly, but HAProxy sends it nothing
+            wait_until(lambda: load.count() > cut + 100, timeout=30, what="more load")
+            a.send_signal(signal.SIGTERM)      # end the drain delay: stop gracefully
+            status, body = held.release()
+            assert status == 200, (status, body)
+            assert a.proc.wait(30) == 0
+            after_exit = load.count()
+            wait_until(lambda: load.count() > after_exit + 100, timeout=30,
+                       what="load after a exited")
+        finally:
+            load.stop()
+        assert load.failures == [], load.failures[:5]
+        # every request HAProxy forwarded once a was DOWN went to b; a answered before
+        late = set(load.answers[cut + len(load.threads):])
+        assert late and not (late & a_pids), (late, a_pids)
+        assert set(load.answers[:cut]) & a_pids
+    finally:
+        proxy.stop()

@@ -372,6 +372,8 @@ cdef class Connection:
         self.state = ST_CLOSED
         if self.st.metrics is not NULL:
             add_i(&self.st.metrics.connections, -1)
+            if self.environ is not None:     # closed mid-response (timeout, stop)
+                add_i(&self.st.metrics.in_flight, -1)
         try:
             self._close_iterable()
         except BaseException:

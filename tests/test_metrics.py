@@ -352,3 +352,17 @@ def test_status_listener_answers_404_and_405_and_keeps_serving(serve):
         s.sendall(b"\x00\xff garbage\r\n\r\n")
         s.recv(1024)
     assert scrape(port, "/livez")[0] == 200
+
+
+def test_a_response_cut_by_a_timeout_leaves_no_request_in_flight(serve):
+    server = serve("observe_app:app", "--io-timeout", "1", "--status-bind", "127.0.0.1:0")
+    port = status_port(server)
+    with socket.create_connection((server.host, server.port), timeout=10) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")   # and never read it
+        wait_until(lambda: gauge(families(scrape(port)[2]), "fastwsgi_requests_in_flight")
+                   == 1, what="the response in flight")
+        fams = wait_until(lambda: (lambda f: f if gauge(f, "fastwsgi_connections") == 0
+                                   else None)(families(scrape(port)[2])),
+                          timeout=20, what="the server to give up on the client")
+    assert gauge(fams, "fastwsgi_requests_in_flight") == 0

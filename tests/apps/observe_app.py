@@ -5,7 +5,7 @@ Paths: / answers "ok pid=N"; /missing 404; /error 500 (the app raises);
 /exit?C ends the
 worker process with status C; /environ the request's fastwsgi.* keys as JSON; /hold?FILE answers only once the
 file FILE exists (a test keeps a request in flight, and ends it, without timing);
-/slow?S sleeps S seconds; /nested opens an OpenTelemetry span of its own inside the
+/slow?S sleeps S seconds; /big streams 16 MiB; /nested opens an OpenTelemetry span of its own inside the
 server's span and answers its trace and parent ids; /spans the spans this worker's
 in-memory exporter holds (set up by ``otel_setup`` through --otel-setup).
 """
@@ -78,6 +78,9 @@ def app(environ, start_response):
             ctx = span.get_span_context()
             return _json(start_response, {"trace_id": f"{ctx.trace_id:032x}",
                                           "parent_id": f"{span.parent.span_id:016x}"})
+    elif path == "/big":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        return (b"x" * 65536 for _ in range(256))          # 16 MiB, streamed
     elif path == "/stream":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (chunk for chunk in (b"a", b"b", b"c"))

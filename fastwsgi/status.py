@@ -20,6 +20,7 @@ master closes its inherited copy of the listening socket at once (os.register_at
 
 import logging
 import os
+import select
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
@@ -114,11 +115,26 @@ class StatusServer:
         host, port = self.httpd.socket.getsockname()[:2]
         self.url = f"http://[{host}]:{port}" if family == socket.AF_INET6 else \
             f"http://{host}:{port}"
+        self.httpd.timeout = 0
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
         os.register_at_fork(after_in_child=self._close_in_child)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.25,),
-                                       name="fastwsgi-status", daemon=True)
+        self.thread = threading.Thread(target=self._serve, name="fastwsgi-status",
+                                       daemon=True)
         self.thread.start()
         log.info("status listener on %s (/metrics /livez /readyz)", self.url)
+
+    def _serve(self):
+        # blocks in select() without a timeout (no periodic wakeup: the serving
+        # threads never wait for this one's GIL requests) until a scrape or close()
+        httpd, wake = self.httpd, self._wake_r
+        while True:
+            try:
+                ready, _, _ = select.select([httpd.socket, wake], [], [])
+            except (OSError, ValueError):
+                return
+            if wake in ready:
+                return
+            httpd.handle_request()
 
     def not_ready(self):
         """None when ready, else why not (the /readyz body)."""
@@ -134,12 +150,17 @@ class StatusServer:
         httpd, self.httpd = self.httpd, None
         if httpd is not None:
             httpd.socket.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
     def close(self):
         httpd, self.httpd = self.httpd, None
         if httpd is not None:
-            httpd.shutdown()
+            os.write(self._wake_w, b"x")
+            self.thread.join(CLIENT_TIMEOUT + 1)
             httpd.server_close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
 
 
 # ------------------------------------------------------------------------ the master

@@ -5,20 +5,12 @@ nothing is hidden -- sees no failed request.  Order is established by observatio
 (HAProxy's own stats socket says DOWN; the instance is still alive), not by time:
 --drain-delay is long, and a second SIGTERM ends it once HAProxy has reacted."""
 
-import http.client
-import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
-import threading
 
-import pytest
-
-from process_helpers import children, wait_until
-from test_metrics import get, status_port
-from test_status import Held, readyz
+from observe_helpers import Held, free_port, readyz, require_binary, status_port
+from process_helpers import Load, children, get, wait_until
 
 HAPROXY = "/usr/sbin/haproxy"
 
@@ -50,17 +42,7 @@ backend be
 
 
 def haproxy_binary():
-    path = HAPROXY if os.path.exists(HAPROXY) else shutil.which("haproxy")
-    if path is None:
-        pytest.fail("haproxy is not installed (apt-get install haproxy; .ci/run installs "
-                    "it): the readiness test drives a real HAProxy")
-    return path
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return require_binary(HAPROXY, "haproxy", "the readiness test drives a real HAProxy")
 
 
 class HAProxy:
@@ -107,46 +89,6 @@ class HAProxy:
         return self.proc.stdout.read().decode(errors="replace")
 
 
-class Load:
-    """Keep-alive clients through HAProxy; every answer kept in order: (pid, status)."""
-
-    def __init__(self, proxy, clients=4):
-        self.proxy = proxy
-        self.answers = []
-        self.failures = []
-        self.lock = threading.Lock()
-        self.stopped = threading.Event()
-        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(clients)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        conn = http.client.HTTPConnection(self.proxy.host, self.proxy.port, timeout=20)
-        while not self.stopped.is_set():
-            try:
-                conn.request("GET", "/")
-                resp = conn.getresponse()
-                body = resp.read().decode()
-                with self.lock:
-                    if resp.status == 200:
-                        self.answers.append(int(re.search(r"pid=(\d+)", body).group(1)))
-                    else:
-                        self.failures.append(f"status {resp.status}: {body[:80]!r}")
-            except Exception as exc:
-                with self.lock:
-                    self.failures.append(repr(exc))
-                conn.close()
-
-    def count(self):
-        with self.lock:
-            return len(self.answers)
-
-    def stop(self):
-        self.stopped.set()
-        for t in self.threads:
-            t.join(30)
-
-
 def test_haproxy_stops_routing_to_a_draining_instance_before_it_closes(serve, tmp_path):
     haproxy_binary()
     options = ("observe_app:app", "-w", "2", "--drain-delay", "120",
@@ -159,32 +101,29 @@ def test_haproxy_stops_routing_to_a_draining_instance_before_it_closes(serve, tm
                    what="HAProxy to see both instances UP")
         a_pids = wait_until(lambda: children(a.pid) if len(children(a.pid)) == 2 else None,
                             what="a's workers")
-        load = Load(proxy)
-        try:
-            wait_until(lambda: a_pids & set(load.answers) and load.count() > 50,
+        with Load(proxy, clients=4) as load:
+            wait_until(lambda: a_pids & load.pids and load.ok > 50,
                        timeout=30, what="load through HAProxy reaching instance a")
             held = Held(a, tmp_path)           # a request in flight on a
-            wait_until(lambda: get(a.host, a.port, "/")[0] == 200, what="a serving")
+            wait_until(lambda: get(a, "/")[0] == 200, what="a serving")
             a.send_signal(signal.SIGTERM)
             wait_until(lambda: proxy.servers().get("a", "").startswith("DOWN"),
                        timeout=15, what="HAProxy to take a out")
             assert a.alive(), "a closed before HAProxy stopped routing to it"
             assert readyz(status_port(a))[0] == 503
-            cut = load.count()
+            cut = load.ok
             # a goes on serving what reaches it directly, but HAProxy sends it nothing
-            wait_until(lambda: load.count() > cut + 100, timeout=30, what="more load")
+            wait_until(lambda: load.ok > cut + 100, timeout=30, what="more load")
             a.send_signal(signal.SIGTERM)      # end the drain delay: stop gracefully
             status, body = held.release()
             assert status == 200, (status, body)
             assert a.proc.wait(30) == 0
-            after_exit = load.count()
-            wait_until(lambda: load.count() > after_exit + 100, timeout=30,
+            after_exit = load.ok
+            wait_until(lambda: load.ok > after_exit + 100, timeout=30,
                        what="load after a exited")
-        finally:
-            load.stop()
         assert load.failures == [], load.failures[:5]
         # every request HAProxy forwarded once a was DOWN went to b; a answered before
-        late = set(load.answers[cut + len(load.threads):])
+        late = set(load.answers[cut + 4:])       # 4: one per client may span the cut
         assert late and not (late & a_pids), (late, a_pids)
         assert set(load.answers[:cut]) & a_pids
     finally:

@@ -7,80 +7,16 @@ import os
 import re
 import socket
 import threading
+import types
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from fastwsgi._metrics import Metrics, new_buffer
 from fastwsgi.metrics import Registry, render, saturated
 from fastwsgi.server import make_server
-from process_helpers import wait_until
-
-STATUS_LINE = r"status listener on http://127\.0\.0\.1:(\d+)"
-BAD_REQUEST = b"GET / HTTP/1.1\r\nHost\r\n\r\n"      # a field line without a colon
-
-
-# ----------------------------------------------------------------------- helpers
-
-
-def status_port(server):
-    return int(server.wait_for_output(STATUS_LINE).group(1))
-
-
-def scrape(port, path="/metrics"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.getheader("Content-Type"), resp.read().decode()
-    finally:
-        conn.close()
-
-
-def families(text):
-    return {f.name: f for f in text_string_to_metric_families(text)}
-
-
-def samples(fams, family, sample=None, **labels):
-    """{label value tuple: value} of a family's samples (``sample``: the sample name)."""
-    found = {}
-    for s in fams[family].samples:
-        if sample is not None and s.name != sample:
-            continue
-        if all(s.labels.get(k) == v for k, v in labels.items()):
-            found[tuple(sorted(s.labels.items()))] = s.value
-    return found
-
-
-def requests_by_code(fams):
-    return {dict(k)["code"]: int(v) for k, v in samples(
-        fams, "fastwsgi_requests", "fastwsgi_requests_total").items()}
-
-
-def gauge(fams, name):
-    return fams[name].samples[0].value
-
-
-def get(host, port, path):
-    conn = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read().decode()
-    finally:
-        conn.close()
-
-
-def raw(host, port, data):
-    with socket.create_connection((host, port), timeout=10) as s:
-        s.sendall(data)
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
+from observe_helpers import (BAD_REQUEST, families, gauge, raw, requests_by_code,
+                             samples, scrape, status_port)
+from process_helpers import get, wait_until
 
 # -------------------------------------------------------------- the compiled block
 
@@ -218,7 +154,7 @@ def test_environ_has_request_start_and_queue_time(inprocess):
 
     host, port = inprocess.server_address[:2]
     before = time.time()
-    status, body = get(host, port, "/")
+    status, body = get(types.SimpleNamespace(host=host, port=port), "/")
     after = time.time()
     started, queue = eval(body)
     assert status == 200
@@ -239,11 +175,11 @@ def test_metrics_sum_every_response_of_both_workers(serve):
 
     def client():
         for _ in range(25):
-            status, body = get(server.host, server.port, "/")
+            status, body = get(server, "/")
             with lock:
                 sent["200"] += status == 200
                 pids.add(body)
-            status, _ = get(server.host, server.port, "/missing")
+            status, _ = get(server, "/missing")
             with lock:
                 sent["404"] += status == 404
 
@@ -260,7 +196,7 @@ def test_metrics_sum_every_response_of_both_workers(serve):
     for _ in range(3):
         assert raw(server.host, server.port, BAD_REQUEST).startswith(b"HTTP/1.1 400 ")
         sent["400"] += 1
-    status, _ = get(server.host, server.port, "/error")
+    status, _ = get(server, "/error")
     assert status == 500
     sent["500"] += 1
 
@@ -287,7 +223,7 @@ def test_counts_survive_a_worker_crash_and_the_restart_is_counted(serve):
     port = status_port(server)
     served = {}
     for _ in range(400):
-        _, body = get(server.host, server.port, "/")
+        _, body = get(server, "/")
         pid = int(re.search(r"pid=(\d+)", body).group(1))
         served[pid] = served.get(pid, 0) + 1
         if len(served) == 2 and sum(served.values()) >= 10:
@@ -295,7 +231,7 @@ def test_counts_survive_a_worker_crash_and_the_restart_is_counted(serve):
     assert len(served) == 2
     total = sum(served.values())
     with pytest.raises((http.client.HTTPException, OSError)):
-        get(server.host, server.port, "/exit?7")
+        get(server, "/exit?7")
     dead = int(server.wait_for_output(r"worker (\d+) exited with code 7").group(1))
     assert served[dead] > 0             # the dead worker had counts of its own
 
@@ -314,7 +250,7 @@ def test_single_process_serves_its_own_metrics(serve, tmp_path):
     server = serve("observe_app:app", "--threads", "2", "--status-bind", "127.0.0.1:0")
     port = status_port(server)
     for _ in range(5):
-        assert get(server.host, server.port, "/")[0] == 200
+        assert get(server, "/")[0] == 200
     fams = families(scrape(port)[2])
     assert requests_by_code(fams) == {"200": 5}
     assert gauge(fams, "fastwsgi_app_threads") == 2

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from fastwsgi.otel import _Traced
-from test_metrics import get
+from process_helpers import get
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_ID = "00f067aa0ba902b7"
@@ -118,7 +118,7 @@ def test_real_server_spans_nest_under_the_traceparent(serve, threads):
     conn.request("GET", "/stream")
     assert conn.getresponse().read() == b"abc"
     conn.close()
-    status, body = get(server.host, server.port, "/spans")
+    status, body = get(server, "/spans")
     assert status == 200
     spans = json.loads(body)
     server_spans = [s for s in spans if s["kind"] == "SERVER"]

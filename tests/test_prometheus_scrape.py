@@ -3,17 +3,12 @@ of a two-worker fastwsgi; its query API then reports the target up and the
 request count we sent."""
 
 import json
-import os
-import shutil
 import subprocess
 import urllib.parse
 import urllib.request
 
-import pytest
-
-from process_helpers import wait_until
-from test_haproxy_readiness import free_port
-from test_metrics import get, status_port
+from observe_helpers import free_port, require_binary, status_port
+from process_helpers import get, wait_until
 
 PROMETHEUS = "/usr/bin/prometheus"
 
@@ -29,11 +24,8 @@ scrape_configs:
 
 
 def prometheus_binary():
-    path = PROMETHEUS if os.path.exists(PROMETHEUS) else shutil.which("prometheus")
-    if path is None:
-        pytest.fail("prometheus is not installed (apt-get install prometheus; .ci/run "
-                    "installs it): this test has a real Prometheus scrape /metrics")
-    return path
+    return require_binary(PROMETHEUS, "prometheus",
+                          "this test has a real Prometheus scrape /metrics")
 
 
 def query(port, expr):
@@ -54,8 +46,8 @@ def test_prometheus_scrapes_the_status_listener(serve, tmp_path):
                    "--status-bind", "127.0.0.1:0")
     target = status_port(server)
     for _ in range(7):
-        assert get(server.host, server.port, "/")[0] == 200
-    assert get(server.host, server.port, "/missing")[0] == 404
+        assert get(server, "/")[0] == 200
+    assert get(server, "/missing")[0] == 404
     (tmp_path / "prometheus.yml").write_text(CONFIG.format(port=target))
     web = free_port()
     proc = subprocess.Popen(

@@ -4,42 +4,11 @@ servers: draining on SIGTERM while an in-flight request still gets its 200,
 the test creates a file (observe_app's /hold), so nothing here depends on timing."""
 
 import signal
-import threading
 
 import pytest
 
-from process_helpers import wait_until
-from test_metrics import families, gauge, get, scrape, status_port
-
-
-class Held:
-    """A GET /hold request in a thread: in flight until release()."""
-
-    def __init__(self, server, tmp_path, name="release"):
-        self.flag = tmp_path / name
-        self.result = None
-        self.thread = threading.Thread(target=self._run, args=(server,), daemon=True)
-        self.thread.start()
-
-    def _run(self, server):
-        try:
-            self.result = get(server.host, server.port, f"/hold?{self.flag}")
-        except Exception as exc:
-            self.result = exc
-
-    def release(self):
-        self.flag.write_text("go")
-        self.thread.join(30)
-        return self.result
-
-
-def readyz(port):
-    status, _, body = scrape(port, "/readyz")
-    return status, body.strip()
-
-
-def in_flight(port):
-    return gauge(families(scrape(port)[2]), "fastwsgi_requests_in_flight")
+from observe_helpers import Held, families, gauge, in_flight, readyz, scrape, status_port
+from process_helpers import get, wait_until
 
 
 @pytest.mark.parametrize("threads", ["1", "2"])
@@ -70,7 +39,7 @@ def test_drain_delay_keeps_serving_while_readyz_says_503(serve, tmp_path):
     server.wait_for_output(r"draining \(SIGTERM\)")
     assert readyz(port) == (503, "draining")
     for _ in range(5):                                # new requests are still served
-        assert get(server.host, server.port, "/")[0] == 200
+        assert get(server, "/")[0] == 200
     server.send_signal(signal.SIGTERM)                # a second one: stop now
     assert server.proc.wait(20) == 0
 
@@ -82,7 +51,7 @@ def test_drain_delay_in_a_single_process(serve):
     server.send_signal(signal.SIGTERM)
     server.wait_for_output(r"draining \(SIGTERM\)")
     assert readyz(port) == (503, "draining")
-    assert get(server.host, server.port, "/")[0] == 200
+    assert get(server, "/")[0] == 200
     server.send_signal(signal.SIGTERM)
     assert server.proc.wait(20) == 0
 

@@ -302,3 +302,19 @@ def test_a_response_cut_by_a_timeout_leaves_no_request_in_flight(serve):
                                    else None)(families(scrape(port)[2])),
                           timeout=20, what="the server to give up on the client")
     assert gauge(fams, "fastwsgi_requests_in_flight") == 0
+
+
+def test_header_timeout_and_limits_are_counted_as_rejections(serve):
+    server = serve("observe_app:app", "--header-timeout", "1", "--limit-request-line", "64",
+                   "--status-bind", "127.0.0.1:0")
+    port = status_port(server)
+    with socket.create_connection((server.host, server.port), timeout=10) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")          # and the head never ends
+        assert s.recv(1024).startswith(b"HTTP/1.1 408 ")
+    long_line = b"GET /" + b"a" * 100 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    assert raw(server.host, server.port, long_line).startswith(b"HTTP/1.1 414 ")
+    fams = families(scrape(port)[2])
+    assert requests_by_code(fams) == {"408": 1, "414": 1}
+    rejected = {dict(k)["reason"]: v for k, v in samples(
+        fams, "fastwsgi_rejected_requests", "fastwsgi_rejected_requests_total").items()}
+    assert rejected == {"408": 1, "414": 1}

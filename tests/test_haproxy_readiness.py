@@ -9,8 +9,8 @@ import signal
 import socket
 import subprocess
 
-from observe_helpers import Held, free_port, readyz, require_binary, status_port
-from process_helpers import Load, children, get, wait_until
+from observe_helpers import Held, free_port, in_flight, readyz, require_binary, status_port
+from process_helpers import Load, children, wait_until
 
 HAPROXY = "/usr/sbin/haproxy"
 
@@ -91,7 +91,7 @@ class HAProxy:
 
 def test_haproxy_stops_routing_to_a_draining_instance_before_it_closes(serve, tmp_path):
     haproxy_binary()
-    options = ("observe_app:app", "-w", "2", "--drain-delay", "120",
+    options = ("observe_app:app", "-w", "2", "--threads", "2", "--drain-delay", "120",
                "--status-bind", "127.0.0.1:0")
     a = serve(*options)
     b = serve(*options)
@@ -105,7 +105,7 @@ def test_haproxy_stops_routing_to_a_draining_instance_before_it_closes(serve, tm
             wait_until(lambda: a_pids & load.pids and load.ok > 50,
                        timeout=30, what="load through HAProxy reaching instance a")
             held = Held(a, tmp_path)           # a request in flight on a
-            wait_until(lambda: get(a, "/")[0] == 200, what="a serving")
+            wait_until(lambda: in_flight(status_port(a)) == 1, what="the request in flight")
             a.send_signal(signal.SIGTERM)
             wait_until(lambda: proxy.servers().get("a", "").startswith("DOWN"),
                        timeout=15, what="HAProxy to take a out")

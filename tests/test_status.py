@@ -82,3 +82,22 @@ def test_readyz_is_503_during_a_reload(serve, tmp_path):
     wait_until(lambda: readyz(port) == (503, "reloading"), what="/readyz 503")
     assert held.release()[0] == 200
     wait_until(lambda: readyz(port) == (200, "ready"), timeout=20, what="ready again")
+
+
+@pytest.mark.parametrize("value", ["unix:/tmp/s.sock", "fd://3", "uwsgi://127.0.0.1:9",
+                                   "127.0.0.1:99999"])
+def test_status_bind_takes_tcp_addresses_only(value):
+    from fastwsgi.config import Config, ConfigError
+
+    with pytest.raises(ConfigError, match="^status_bind=: "):
+        Config.from_options(status_bind=value)
+    assert Config.from_options(status_bind="[::1]:0").status_bind == "[::1]:0"
+
+
+def test_otel_setup_is_module_colon_function():
+    from fastwsgi.config import Config, ConfigError
+
+    assert Config.from_options(otel_setup="a.b:c.d").otel_setup == "a.b:c.d"
+    for bad in ("a", "a:", ":f", "a b:c", "a:1f"):
+        with pytest.raises(ConfigError, match="expected MODULE:FUNCTION"):
+            Config.from_options(otel_setup=bad)

@@ -85,6 +85,8 @@ cdef class ServerState:
     cdef Py_ssize_t watchdog_slots
     cdef object watchdog_buf
     cdef Block* metrics              # this process's metrics block (--status-bind), or NULL
+    cdef public bint clock_requests  # note when requests arrive (metrics, timing, access log)
+    cdef public bint timing_environ  # put fastwsgi.request_start/.queue_time in the environ
     cdef object metrics_owner        # the fastwsgi._metrics.Metrics that holds its buffer
 
 cdef class Connection:

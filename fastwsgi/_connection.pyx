@@ -236,6 +236,8 @@ cdef class ServerState:
         self.requests = 0
         self.max_requests = max_requests
         self.stop_requested = False
+        self.clock_requests = access_log is not None
+        self.timing_environ = False
         self.forwarded = None
         self.dispatch = None
         self.deferred = None
@@ -256,6 +258,8 @@ cdef class ServerState:
         shared memory, fastwsgi/_metrics.pxd); None: record nothing."""
         self.metrics_owner = metrics
         self.metrics = metrics.block if metrics is not None else NULL
+        if metrics is not None:
+            self.clock_requests = True
 
 
 @cython.final
@@ -307,7 +311,7 @@ cdef class Connection:
             n = recv(self.fd, self.ibuf + self.cur_len, self.icap - self.cur_len, 0)
             if n > 0:
                 self.cur_len += n
-        if n > 0:
+        if n > 0 and self.st.clock_requests:
             self.t_recv = now()
         if n == 0:
             if self.head_started or self.state == ST_DRAIN:
@@ -474,6 +478,7 @@ cdef class Connection:
 
     cdef int _dispatch_request(self) except -2:
         """Run the app for the parsed request: -1 to go on serving, else the interest."""
+        cdef int rc
         if self.st.dispatch is not None:
             # threaded worker: the app runs in a pool thread, which owns the
             # connection until it hands it back (_resume_from_app)
@@ -631,7 +636,7 @@ cdef class Connection:
         cdef dict environ = p.environ
         cdef InputStream inp = InputStream.__new__(InputStream)
         cdef object result
-        cdef double t = now(), queue = t - self.t_head
+        cdef double t, queue
         inp.conn = self
         if self.protocol == PROTO_HTTP:
             environ[K_REMOTE_ADDR] = self.remote_addr
@@ -644,11 +649,16 @@ cdef class Connection:
             if not environ.get(K_REMOTE_PORT):
                 environ[K_REMOTE_PORT] = self.remote_port
         environ[K_INPUT] = inp
-        if queue < 0 or self.t_head == 0:
-            self.t_head = t              # not read from a socket (in-process callers)
-            queue = 0.0
-        environ[K_REQUEST_START] = wall_time() - queue
-        environ[K_QUEUE_TIME] = queue
+        if self.st.clock_requests:
+            t = now()
+            queue = t - self.t_head
+            if queue < 0 or self.t_head == 0:
+                self.t_head = t          # not read from a socket (in-process callers)
+                queue = 0.0
+            self.t_start = t
+            if self.st.timing_environ:
+                environ[K_REQUEST_START] = wall_time() - queue
+                environ[K_QUEUE_TIME] = queue
         self.environ = environ
         self.input = inp
         self.status = None
@@ -664,7 +674,6 @@ cdef class Connection:
         self.app_iter = None
         self.iterator = None
         self.dlen = 0
-        self.t_start = t
         if self.st.metrics is not NULL:
             add_i(&self.st.metrics.in_flight, 1)
         if self.trusted and self.st.forwarded is not None and (

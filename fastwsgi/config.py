@@ -580,6 +580,12 @@ SETTINGS = (
             "from the app's listeners (from the master, summed over all workers). Needs "
             "the metrics extra (prometheus_client).",
             flags=("--status-bind",), metavar="ADDRESS"),
+    Setting("request_timing", "Observability", boolean, False,
+            "Put environ['fastwsgi.request_start'] (time.time() of the request's first "
+            "byte) and environ['fastwsgi.queue_time'] (seconds until the app call) in "
+            "every request, for APM agents. On anyway with --otel, --log-slow-requests "
+            "and the JSON access log.",
+            flags=("--request-timing",), action="bool"),
     Setting("drain_delay", "Observability", non_negative_seconds, 0.0,
             "On SIGTERM/SIGINT keep serving this many seconds while /readyz answers 503, "
             "so load balancers stop sending first; then stop gracefully.",

@@ -114,16 +114,21 @@ def _app(environ, start_response):
     if environ["PATH_INFO"] == "/missing":
         start_response("404 Not Found", [("Content-Length", "0")])
         return [b""]
-    body = repr((environ["fastwsgi.request_start"], environ["fastwsgi.queue_time"])).encode()
+    body = repr((environ.get("fastwsgi.request_start"),
+                 environ.get("fastwsgi.queue_time"))).encode()
     start_response("200 OK", [("Content-Length", str(len(body)))])
     return [body]
 
 
+def _start(**options):
+    server = make_server("127.0.0.1", 0, _app, **options)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 @pytest.fixture
 def inprocess():
-    server = make_server("127.0.0.1", 0, _app, status_bind="127.0.0.1:0")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = _start(status_bind="127.0.0.1:0", request_timing=True)
     yield server
     server.shutdown()
     server.server_close()
@@ -160,6 +165,17 @@ def test_environ_has_request_start_and_queue_time(inprocess):
     assert status == 200
     assert before - 0.001 <= started <= after
     assert 0 <= queue <= after - before
+
+
+@pytest.mark.parametrize("options", [{}, {"status_bind": "127.0.0.1:0"}])
+def test_environ_has_no_timing_keys_unless_asked(options):
+    server = _start(**options)
+    try:
+        host, port = server.server_address[:2]
+        assert get(types.SimpleNamespace(host=host, port=port), "/") == (200, "(None, None)")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ---------------------------------------------------------------- real servers

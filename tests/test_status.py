@@ -7,7 +7,8 @@ import signal
 
 import pytest
 
-from observe_helpers import Held, families, gauge, in_flight, readyz, scrape, status_port
+from observe_helpers import (Held, families, gauge, in_flight, readyz, requests_by_code,
+                             samples, scrape, status_port)
 from process_helpers import get, wait_until
 
 
@@ -82,6 +83,23 @@ def test_readyz_is_503_during_a_reload(serve, tmp_path):
     wait_until(lambda: readyz(port) == (503, "reloading"), what="/readyz 503")
     assert held.release()[0] == 200
     wait_until(lambda: readyz(port) == (200, "ready"), timeout=20, what="ready again")
+    wait_until(lambda: restarts(port)["reload"] == 1, what="the reload counted")
+    assert requests_by_code(families(scrape(port)[2])) == {"200": 1}
+
+
+def restarts(port):
+    fams = families(scrape(port)[2])
+    return {dict(k)["reason"]: v for k, v in samples(
+        fams, "fastwsgi_worker_restarts", "fastwsgi_worker_restarts_total").items()}
+
+
+def test_max_requests_restarts_are_counted_and_lose_no_count(serve):
+    server = serve("observe_app:app", "--max-requests", "3", "--status-bind", "127.0.0.1:0")
+    port = status_port(server)
+    for _ in range(7):
+        assert get(server, "/")[0] == 200
+    wait_until(lambda: restarts(port)["max_requests"] >= 2, what="two recycled workers")
+    assert requests_by_code(families(scrape(port)[2])) == {"200": 7}
 
 
 @pytest.mark.parametrize("value", ["unix:/tmp/s.sock", "fd://3", "uwsgi://127.0.0.1:9",

@@ -127,6 +127,13 @@ SERVERS = {s.name: s for s in [
         note="Rust; one request per connection (its default; 1.6.1 with "
              "keep-alive on leaves the second request unanswered)"),
     ServerSpec(
+        # the same, recording metrics for a status listener (its cost: issue 14)
+        "fastwsgi-metrics", ours=True, packages=("httptools", "h11", "prometheus_client"),
+        dist="fastwsgi",
+        command=lambda l: [str(l.bin / "fastwsgi"), "--bind", l.bind,
+                           "--status-bind", "127.0.0.1:0", l.app],
+        note="ours, with --status-bind (metrics on)"),
+    ServerSpec(
         "gunicorn-sync", packages=("gunicorn",), dist="gunicorn",
         command=lambda l: [str(l.bin / "gunicorn"), "--workers", "1", "--worker-class", "sync",
                            "--bind", l.bind, "--log-level", "warning", l.app],

@@ -128,6 +128,9 @@ class Arbiter:
         self.pid = os.getpid()
         self._unix_paths = []
         self.hook_server = hooks.start(config, app_spec, self)   # gunicorn's `server`
+        self.observer = None            # --status-bind (fastwsgi.status.MasterStatus)
+        self.drain_until = 0.0          # --drain-delay: stop gracefully then
+        self.drain_why = None
 
     # -- start and stop ------------------------------------------------------------
 
@@ -153,6 +156,8 @@ class Arbiter:
         drop_privileges(self.config, self.sockets)
         if self.config.preload and self.app is None:
             self._load_app()
+        from fastwsgi.status import for_master
+        self.observer = for_master(self)
         self._init_signals()
         # The banner waits for the first worker to serve: it means the app loaded
         # (a broken one at start ends in exit status 1 without a banner), and with
@@ -165,6 +170,9 @@ class Arbiter:
             while True:
                 self._sleep()
                 self._dispatch_signals()
+                if self.drain_until and time.monotonic() >= self.drain_until:
+                    self.drain_until = 0.0
+                    self._stop(immediate=False, why=self.drain_why)
                 self.reap_workers()
                 if self.stopping:
                     if not self.workers:
@@ -198,6 +206,8 @@ class Arbiter:
         log.info("fastwsgi %s listening on %s (pid %d)", __version__, urls, os.getpid())
 
     def _close(self):
+        if self.observer is not None:
+            self.observer.close()
         signal.set_wakeup_fd(-1)
         for sig in self.SIGNALS:
             # late signals must not interrupt on_exit or turn into a traceback
@@ -370,7 +380,8 @@ class Arbiter:
             self.sig_queue.append(signum)
 
     def _sleep(self):
-        if self.stopping or any(w.kill_at or not w.booted for w in self.workers.values()):
+        if (self.stopping or self.drain_until
+                or any(w.kill_at or not w.booted for w in self.workers.values())):
             timeout = 0.1
         else:
             timeout = 0.25      # heartbeats, recycling requests
@@ -400,14 +411,27 @@ class Arbiter:
     def handle_term(self):
         if self.stopping:
             self._stop(immediate=True, why="SIGTERM again")
-        else:
+        elif not self._drain_first("SIGTERM"):
             self._stop(immediate=False, why="SIGTERM")
 
     def handle_int(self):
         if self.stopping:
             self._stop(immediate=True, why="SIGINT again")
-        else:
+        elif not self._drain_first("SIGINT"):
             self._stop(immediate=False, why="SIGINT")
+
+    def _drain_first(self, why):
+        """--drain-delay: /readyz answers 503 while the workers go on serving, and
+        the graceful stop starts when the delay is over (a second signal: now)."""
+        if not self.config.drain_delay or self.drain_until:
+            return False
+        self.drain_until = time.monotonic() + self.config.drain_delay
+        self.drain_why = why
+        if self.observer is not None:
+            self.observer.draining = True
+        log.info("draining (%s): /readyz answers 503; stopping in %gs", why,
+                 self.config.drain_delay)
+        return True
 
     def handle_quit(self):
         self._stop(immediate=True, why="SIGQUIT")
@@ -487,6 +511,8 @@ class Arbiter:
     def spawn_worker(self):
         self.age += 1
         shared = Shared(self.config.threads, spare=self.config.max_lost_threads)
+        # --status-bind: the child records into a block of shared memory made now
+        block = self.observer.before_fork() if self.observer is not None else None
         worker_info = hooks.WorkerInfo(self.hook_server, self.age)
         self._hook("pre_fork", worker_info)
         # Signals stay blocked across the fork until the child has its own handlers:
@@ -502,6 +528,8 @@ class Arbiter:
             raise
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+            if self.observer is not None:
+                self.observer.forked(pid, block)
             self.workers[pid] = WorkerRecord(pid, self.age, self.generation, shared)
             worker_info.pid = pid
             log.debug("worker %d booting", pid)
@@ -618,6 +646,8 @@ class Arbiter:
         log.error("worker %d is stuck: %s; logging its stack and killing it", w.pid, why)
         w.aborted = True
         w.reason = "timeout"
+        if self.observer is not None:
+            self.observer.timed_out()
         w.kill_at = time.monotonic() + ABORT_GRACE
         self._kill(w.pid, signal.SIGABRT)
 
@@ -641,6 +671,8 @@ class Arbiter:
                 self._log_exit(w, status)
             finally:
                 w.shared.close()
+            if self.observer is not None:
+                self.observer.reaped(w, status)
             self._hook("child_exit", hooks.WorkerInfo(self.hook_server, w.age, w.pid))
 
     def _log_exit(self, w, status):

@@ -270,6 +270,39 @@ def access_log_format(value):
     return value
 
 
+def status_address(value):
+    """--status-bind: a TCP HOST:PORT (or None: off); needs prometheus_client."""
+    value = optional_string(value)
+    if value is None:
+        return None
+    addr = parse_bind(value)
+    if addr.kind != "tcp" or addr.protocol:
+        raise ValueError(f"expected HOST:PORT or [IPv6]:PORT, got {_got(value)}")
+    from fastwsgi.metrics import require_prometheus_client
+    require_prometheus_client()      # ValueError: the extra is not installed
+    return str(addr)
+
+
+def otel_switch(value):
+    """--otel: true needs the otel extra (OpenTelemetry's API) installed."""
+    value = boolean(value)
+    if value:
+        from fastwsgi.otel import require_opentelemetry
+        require_opentelemetry()
+    return value
+
+
+def callable_spec(value):
+    """MODULE:FUNCTION, imported when used (or None: off)."""
+    value = optional_string(value)
+    if value is None:
+        return None
+    module, sep, name = value.partition(":")
+    if not sep or not all(part.isidentifier() for part in module.split(".") + name.split(".")):
+        raise ValueError(f"expected MODULE:FUNCTION, got {_got(value)}")
+    return value
+
+
 def hook(*params):
     """A callable taking exactly ``params`` positionally, or None."""
 
@@ -646,8 +679,37 @@ SETTINGS = (
             aliases=("accesslog",)),
     Setting("access_log_format", "Logging", access_log_format, DEFAULT_ACCESS_LOG_FORMAT,
             "Access log line format (gunicorn's atoms: h l u t r m U q H s b B f a T M D "
-            "L p, %({header}i)s, %({var}e)s). Default: Apache combined.",
-            flags=("--access-logformat",), metavar="FORMAT"),
+            "L p, %({header}i)s, %({var}e)s), or 'json' for one JSON object per request "
+            "(docs/observability.md). Default: Apache combined.",
+            flags=("--access-logformat", "--access-log-format"), metavar="FORMAT"),
+    # -- observability (docs/observability.md)
+    Setting("status_bind", "Observability", status_address, None,
+            "Serve /metrics (Prometheus), /livez and /readyz on this HOST:PORT, apart "
+            "from the app's listeners (from the master, summed over all workers). Needs "
+            "the metrics extra (prometheus_client).",
+            flags=("--status-bind",), metavar="ADDRESS"),
+    Setting("request_timing", "Observability", boolean, False,
+            "Put environ['fastwsgi.request_start'] (time.time() of the request's first "
+            "byte) and environ['fastwsgi.queue_time'] (seconds until the app call) in "
+            "every request, for APM agents. On anyway with --otel, --log-slow-requests "
+            "and the JSON access log.",
+            flags=("--request-timing",), action="bool"),
+    Setting("drain_delay", "Observability", non_negative_seconds, 0.0,
+            "On SIGTERM/SIGINT keep serving this many seconds while /readyz answers 503, "
+            "so load balancers stop sending first; then stop gracefully.",
+            flags=("--drain-delay",), metavar="SECONDS"),
+    Setting("log_slow_requests", "Observability", non_negative_seconds, 0.0,
+            "Log (warning) method, path, duration and queue time of every request that "
+            "takes longer than this many seconds from head to response end; 0 = off.",
+            flags=("--log-slow-requests",), metavar="SECONDS"),
+    Setting("otel", "Observability", otel_switch, False,
+            "An OpenTelemetry server span per request (W3C traceparent honoured, the "
+            "span current while the app runs). Needs the otel extra.",
+            flags=("--otel",), action="bool"),
+    Setting("otel_setup", "Observability", callable_spec, None,
+            "MODULE:FUNCTION called with no arguments in each worker after fork, before "
+            "the first request: set the OpenTelemetry SDK and exporter up there.",
+            flags=("--otel-setup",), metavar="MODULE:FUNCTION"),
     # -- processes
     Setting("workers", "Processes", positive_int, 1,
             "Number of worker processes.",

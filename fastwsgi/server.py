@@ -33,7 +33,8 @@ from fastwsgi import proxy
 from fastwsgi.errors import RequestTimeout
 # the binding code lives in fastwsgi.listeners; these names stay importable from here
 from fastwsgi.listeners import (base_environ, bind_listeners, bind_one, bind_sockets,
-                                listeners_for, socket_url, systemd_sockets)
+                                listeners_for, request_timing, socket_url,
+                                systemd_sockets)
 
 
 
@@ -57,13 +58,14 @@ def make_state(app, config, sock=None, multiprocess=False, access_log=None):
     without a listener (tests over socketpair()): a listener brings its own.  Its
     logger escapes the client bytes the connections log (fastwsgi.logs.ClientLog)."""
     from fastwsgi.logs import ClientLog
+    timing = request_timing(config)
     limits = Limits(
         max_request_line=config.limit_request_line,
         max_header_bytes=config.limit_header_size,
         max_headers=config.limit_request_fields,
         max_body=config.limit_request_body,
     )
-    return ServerState(
+    state = ServerState(
         app,
         base_environ(config, sock, multithread=config.threads > 1, multiprocess=multiprocess),
         limits,
@@ -75,6 +77,9 @@ def make_state(app, config, sock=None, multiprocess=False, access_log=None):
         access_log=access_log,
         logger=ClientLog(log),
     )
+    if timing:
+        state.clock_requests = state.timing_environ = True
+    return state
 
 
 class AppThreads:
@@ -236,6 +241,9 @@ class Server:
 
     def __init__(self, app, config=None, sockets=None, access_log=None, multiprocess=False):
         self.config = config or Config()
+        if self.config.otel:
+            from fastwsgi.otel import instrument   # here: after fork, in each worker
+            app = instrument(app, self.config)
         self.app = app
         raise_fd_limit()
         if sockets is None:
@@ -259,6 +267,11 @@ class Server:
             self.state.dispatch = self.threads.dispatch
         self._stopped = threading.Event()
         self._stopped.set()
+        self.draining = False       # --drain-delay: /readyz says 503, still serving
+        self.status = None
+        if self.config.status_bind:
+            from fastwsgi.status import for_server   # metrics; our own /metrics if no master
+            self.status = for_server(self)
 
     @property
     def server_address(self):
@@ -285,6 +298,9 @@ class Server:
         self._stopped.wait()
 
     def server_close(self):
+        if self.status is not None:
+            self.status.close()
+            self.status = None
         if self.threads is not None:
             self.threads.stop()
             self.threads = None
@@ -313,11 +329,20 @@ def make_server(host, port, app, server_class=None, handler_class=None, **option
     return Server(app, config)
 
 
-def _install_signals(loop):
-    """SIGINT/SIGTERM stop gracefully; a second one stops at once."""
+def _install_signals(loop, server=None):
+    """SIGINT/SIGTERM stop gracefully (after --drain-delay); a second one stops at
+    once (or ends the drain delay)."""
     def handler(signum, frame):
         if loop.is_stopping:
             loop.stop(graceful=False)
+        elif server is not None and server.config.drain_delay and not server.draining:
+            delay = server.config.drain_delay
+            log.info("draining (%s): /readyz answers 503; stopping in %gs",
+                     signal.Signals(signum).name, delay)
+            server.draining = True
+            timer = threading.Timer(delay, loop.stop)
+            timer.daemon = True
+            timer.start()
         else:
             log.info("stopping (%s)", signal.Signals(signum).name)
             loop.stop()
@@ -355,7 +380,7 @@ def serve(app, config, sockets=None):
     from fastwsgi.logs import AccessLog
     access = AccessLog.from_config(config)
     server = Server(app, config, sockets=sockets, access_log=access)
-    _install_signals(server.loop)
+    _install_signals(server.loop, server)
     # the banner comes last: whoever waits for it may signal us right away
     log.info("fastwsgi %s listening on %s (pid %d)", __version__,
              ", ".join(server.urls), os.getpid())

@@ -84,6 +84,7 @@ class Load:
         self.ok = 0
         self.failures = []
         self.pids = set()
+        self.answers = []           # the pid of every success, in order
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True)
@@ -113,6 +114,7 @@ class Load:
                     if resp.status == 200:
                         self.ok += 1
                         self.pids.add(pid_of(body))
+                        self.answers.append(pid_of(body))
                     else:
                         self.failures.append(f"status {resp.status}")
             except Exception as exc:

@@ -22,6 +22,7 @@ cdef int _handle_request(Connection self) except -1:
     cdef dict environ = p.environ
     cdef InputStream inp = InputStream.__new__(InputStream)
     cdef object result
+    cdef double t, queue
     inp.conn = self
     if self.protocol == PROTO_HTTP:
         environ[K_REMOTE_ADDR] = self.remote_addr
@@ -34,6 +35,16 @@ cdef int _handle_request(Connection self) except -1:
         if not environ.get(K_REMOTE_PORT):
             environ[K_REMOTE_PORT] = self.remote_port
     environ[K_INPUT] = inp
+    if self.st.clock_requests:
+        t = now()
+        queue = t - self.t_head
+        if queue < 0 or self.t_head == 0:
+            self.t_head = t          # not read from a socket (in-process callers)
+            queue = 0.0
+        self.t_start = t
+        if self.st.timing_environ:
+            environ[K_REQUEST_START] = wall_time() - queue
+            environ[K_QUEUE_TIME] = queue
     self.environ = environ
     self.input = inp
     self.status = None
@@ -49,8 +60,8 @@ cdef int _handle_request(Connection self) except -1:
     self.status_code = 0
     self.app_iter = None
     self.iterator = None
-    if self.st.access_log is not None:
-        self.t_start = now()
+    if self.st.metrics is not NULL:
+        add_i(&self.st.metrics.in_flight, 1)
     if self.trusted and self.st.forwarded is not None and (
             p.forwarded or self.protocol != PROTO_HTTP):
         # over HTTP the parser flags the fields the handler reads, so most
@@ -75,7 +86,8 @@ cdef int _handle_request(Connection self) except -1:
                 _write_body(self, body)
             if not self.head_framed:
                 _frame_head(self)
-        elif type(result) is FileWrapper and _try_sendfile(self, result):
+        elif type(result) is FileWrapper and not self.head_framed and _try_sendfile(self, result):
+            # (after write() the head is out, maybe chunked: the file is iterated)
             # the file stays open until sendfile is done: end the response then
             if self.sf_fd >= 0 and not _flush(self):
                 if not self.blocking_io:
@@ -111,9 +123,12 @@ cdef int _app_error(Connection self, exc) except -1:
     if isinstance(exc, ClientDisconnected):
         self.st.logger.debug("client %s disconnected: %s", self.remote_addr, exc)
         return R_ABORT
-    if not (isinstance(exc, HttpParserError) and not self.head_framed):
-        # (an HttpParserError before the head: the streamed body the app was
-        # reading is malformed, a bad chunk or too large: its status is the answer)
+    if isinstance(exc, HttpParserError) and not self.head_framed:
+        # the streamed body the app was reading is malformed (a bad chunk, too
+        # large): its status is the answer
+        if self.st.metrics is not NULL:
+            note_reject(self.st.metrics, exc.status_code)
+    else:
         self.st.logger.error("Error handling request %s %s",
                              self.environ.get("REQUEST_METHOD"),
                              self.environ.get("RAW_URI"), exc_info=exc)
@@ -128,6 +143,9 @@ cdef int _error_response(Connection self, int code, str reason) except -1:
     cdef bytes page = error_page(code, reason)
     self.status_code = code
     self.status = None
+    if self.parser.is_head:
+        # an answer to HEAD has no body (RFC 9110 §9.3.2), an error page neither
+        page = page[:page.find(b"\r\n\r\n") + 4]
     ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
     self.head_framed = True
     self.chunked = False
@@ -229,6 +247,11 @@ cdef int _end_response(Connection self, bint complete) except -1:
                                self.body_bytes, now() - self.t_start)
         except Exception as exc:
             self.st.logger.error("access log failed", exc_info=exc)
+    if self.st.metrics is not NULL and self.environ is not None:
+        add_i(&self.st.metrics.in_flight, -1)
+        if self.status_code:
+            record_response(self.st.metrics, self.status_code, now() - self.t_head,
+                            self.t_start - self.t_head)
     self.st.requests += 1
     if self.st.max_requests and self.st.requests >= self.st.max_requests:
         self.st.stop_requested = True

@@ -50,6 +50,9 @@ def run_parser():
     p.add_argument("--servers", type=_names(servers.SERVERS, "server"),
                    default=list(servers.DEFAULT_ORDER),
                    help="comma-separated (default: all): " + ", ".join(servers.SERVERS))
+    p.add_argument("--base-repo", type=Path, default=None,
+                   help="another fastwsgi checkout, run as the server fastwsgi-base: "
+                        "before/after a change in one run")
     p.add_argument("--scenarios", type=_names(SCENARIOS, "scenario"),
                    default=list(SCENARIOS),
                    help="comma-separated (default: all): " + ", ".join(SCENARIOS))

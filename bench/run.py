@@ -99,7 +99,7 @@ def install_all(names, options, progress):
         progress.line(f"installing {name} ...")
         try:
             env = servers.install(spec, python=options.python, repo=options.repo,
-                                  log=progress.log)
+                                  log=progress.log, base_repo=options.base_repo)
             installed[name] = env
             versions[name] = servers.version(spec, env)
         except envs.EnvError as exc:
@@ -279,7 +279,9 @@ def run(options):
         "options": {"servers": options.servers, "scenarios": scenario_names,
                     "duration": options.duration, "warmup": options.warmup,
                     "connections": options.connections, "rounds": options.rounds,
-                    "repo": str(options.repo), "nice": options.nice, "server_cpu": SERVER_CPU,
+                    "repo": str(options.repo),
+                    "base_repo": str(options.base_repo) if options.base_repo else None,
+                    "nice": options.nice, "server_cpu": SERVER_CPU,
                     "client_cpu": CLIENT_CPU},
         "versions": versions,
         "install_failures": failures,

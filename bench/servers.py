@@ -108,6 +108,12 @@ SERVERS = {s.name: s for s in [
         command=lambda l: [str(l.bin / "fastwsgi"), "--bind", l.bind, l.app],
         note="ours, installed from the repo"),
     ServerSpec(
+        # Ours from another checkout (--base-repo): the "before" of a change,
+        # measured in the same run as the "after".  Only when asked for.
+        "fastwsgi-base", ours=True, packages=("httptools", "h11"), dist="fastwsgi",
+        command=lambda l: [str(l.bin / "fastwsgi"), "--bind", l.bind, l.app],
+        note="ours, installed from --base-repo"),
+    ServerSpec(
         # Ours again, with the files served by the server itself instead of
         # the app: its own row in the static scenario.
         "fastwsgi-static", ours=True, packages=("httptools", "h11"), dist="fastwsgi",
@@ -188,7 +194,7 @@ SERVERS = {s.name: s for s in [
         note="fixed response (return 200), the ceiling"),
 ]}
 
-DEFAULT_ORDER = list(SERVERS)
+DEFAULT_ORDER = [name for name in SERVERS if name != "fastwsgi-base"]
 
 
 class StartError(Exception):
@@ -211,12 +217,16 @@ def ensure_apt(packages, log=print):
                                 f"{proc.stderr.strip()[-300:]}")
 
 
-def install(spec, python=None, repo=None, log=print):
+def install(spec, python=None, repo=None, log=print, base_repo=None):
     if spec.fixed_only:
         if not shutil.which("nginx"):
             ensure_apt(("nginx-light",), log)
         return None
     ensure_apt(spec.apt, log)
+    if spec.name == "fastwsgi-base":
+        if base_repo is None:
+            raise envs.EnvError("fastwsgi-base needs --base-repo PATH (another checkout)")
+        repo = base_repo
     return envs.ensure(spec.venv or spec.name, APP_PACKAGES + spec.packages, python=python,
                        repo=repo if spec.ours else None, log=log)
 

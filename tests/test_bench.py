@@ -164,3 +164,12 @@ def test_which_servers_run_which_scenarios():
     assert {"fastpysgi", "pyruvate"} <= set(static) & set(hello)
     # our --static row shares our venv: one build of the repo, not two
     assert servers.SERVERS["fastwsgi-static"].venv == "fastwsgi"
+
+
+def test_fastwsgi_base_runs_only_when_asked_and_needs_a_checkout():
+    from bench import envs, servers
+
+    assert "fastwsgi-base" in servers.SERVERS
+    assert "fastwsgi-base" not in servers.DEFAULT_ORDER
+    with pytest.raises(envs.EnvError, match="--base-repo"):
+        servers.install(servers.SERVERS["fastwsgi-base"], log=lambda m: None)

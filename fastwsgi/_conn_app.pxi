@@ -22,6 +22,7 @@ cdef int _handle_request(Connection self) except -1:
     cdef dict environ = p.environ
     cdef InputStream inp = InputStream.__new__(InputStream)
     cdef object result
+    cdef double t, queue
     inp.conn = self
     if self.protocol == PROTO_HTTP:
         environ[K_REMOTE_ADDR] = self.remote_addr
@@ -34,6 +35,18 @@ cdef int _handle_request(Connection self) except -1:
         if not environ.get(K_REMOTE_PORT):
             environ[K_REMOTE_PORT] = self.remote_port
     environ[K_INPUT] = inp
+    if self.st.clock_requests:
+        # queue time: from the head's first byte to the app call, so it includes
+        # receiving the body (docs/observability.md)
+        t = now()
+        queue = t - self.t_head
+        if queue < 0 or self.t_head == 0:
+            self.t_head = t          # not read from a socket (in-process callers)
+            queue = 0.0
+        self.t_start = t
+        if self.st.timing_environ:
+            environ[K_REQUEST_START] = wall_time() - queue
+            environ[K_QUEUE_TIME] = queue
     self.environ = environ
     self.input = inp
     self.status = None
@@ -49,8 +62,8 @@ cdef int _handle_request(Connection self) except -1:
     self.status_code = 0
     self.app_iter = None
     self.iterator = None
-    if self.st.access_log is not None:
-        self.t_start = now()
+    if self.st.metrics is not NULL:
+        add_i(&self.st.metrics.in_flight, 1)
     if self.trusted and self.st.forwarded is not None and (
             p.forwarded or self.protocol != PROTO_HTTP):
         # over HTTP the parser flags the fields the handler reads, so most
@@ -75,7 +88,8 @@ cdef int _handle_request(Connection self) except -1:
                 _write_body(self, body)
             if not self.head_framed:
                 _frame_head(self)
-        elif type(result) is FileWrapper and _try_sendfile(self, result):
+        elif type(result) is FileWrapper and not self.head_framed and _try_sendfile(self, result):
+            # (after write() the head is out, maybe chunked: the file is iterated)
             # the file stays open until sendfile is done: end the response then
             if self.sf_fd >= 0 and not _flush(self):
                 if not self.blocking_io:
@@ -102,6 +116,8 @@ cdef int _timed_out(Connection self) except -1:
     self.iterator = None
     self.st.logger.error("%s %s: the request timed out (--timeout)",
                          self.environ.get("REQUEST_METHOD"), self.environ.get("RAW_URI"))
+    if not self.abandoned and self.st.metrics is not NULL:
+        add_u(&self.st.metrics.timeouts, 1)  # (app_timed_out counted an abandoned one)
     if self.head_framed or self.abandoned:
         return R_ABORT
     return _error_response(self, 504, "Gateway Timeout")
@@ -120,6 +136,8 @@ cdef int _app_error(Connection self, exc) except -1:
         if self.head_framed:
             return R_ABORT
         return _error_response(self, 500, "Internal Server Error")
+    if self.st.metrics is not NULL:
+        note_reject(self.st.metrics, exc.status_code)
     return _error_response(self, exc.status_code, exc.reason)
 
 
@@ -128,6 +146,9 @@ cdef int _error_response(Connection self, int code, str reason) except -1:
     cdef bytes page = error_page(code, reason)
     self.status_code = code
     self.status = None
+    if self.parser.is_head:
+        # an answer to HEAD has no body (RFC 9110 §9.3.2), an error page neither
+        page = page[:page.find(b"\r\n\r\n") + 4]
     ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
     self.head_framed = True
     self.chunked = False
@@ -229,6 +250,11 @@ cdef int _end_response(Connection self, bint complete) except -1:
                                self.body_bytes, now() - self.t_start)
         except Exception as exc:
             self.st.logger.error("access log failed", exc_info=exc)
+    if self.st.metrics is not NULL:
+        add_i(&self.st.metrics.in_flight, -1)
+        if self.status_code:
+            record_response(self.st.metrics, self.status_code, now() - self.t_head,
+                            self.t_start - self.t_head)
     self.st.requests += 1
     if self.st.max_requests and self.st.requests >= self.st.max_requests:
         self.st.stop_requested = True

@@ -41,13 +41,19 @@ cdef class Connection:
         self.fd = fd
         self.remote_addr = remote_addr
         self.remote_port = remote_port
+        self.base_environ = st.base_environ     # the loop sets its listener's
         self.parser = RequestParser(st.limits, st.script_name)
         self.state = ST_READ
         self.owner = OWNER_LOOP
         self.interest = WANT_READ
         self.deadline = now() + st.header_timeout
+        if st.metrics is not NULL:
+            add_i(&st.metrics.connections, 1)
 
     def __dealloc__(self):
+        if (self.state != ST_CLOSED and self.st is not None
+                and self.st.metrics is not NULL):
+            add_i(&self.st.metrics.connections, -1)
         free(self.ibuf)
         ob_free(&self.out)
         if self.spool_fd >= 0:
@@ -80,6 +86,8 @@ cdef class Connection:
             n = recv(self.fd, self.ibuf + end, self.icap - end, 0)
             if n > 0:
                 self.cur_len += n
+        if n > 0 and self.st.clock_requests:
+            self.t_recv = now()
         if n == 0:
             if self.head_started or self.state == ST_DRAIN or self.state == ST_BODY:
                 self.st.logger.debug("client %s closed mid-request", self.remote_addr)
@@ -128,6 +136,8 @@ cdef class Connection:
             page = error_page(408, "Request Timeout")
             send(self.fd, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page),
                  MSG_NOSIGNAL | MSG_DONTWAIT)
+            if self.st.metrics is not NULL:
+                record_reject(self.st.metrics, 408, now() - self.t_head)
             self.st.logger.debug("%s timeout for %s",
                                  "body" if self.state == ST_BODY else "header",
                                  self.remote_addr)
@@ -145,6 +155,10 @@ cdef class Connection:
         if self.state == ST_CLOSED:
             return
         self.state = ST_CLOSED
+        if self.st.metrics is not NULL:
+            add_i(&self.st.metrics.connections, -1)
+            if self.environ is not None:     # closed mid-response (timeout, stop)
+                add_i(&self.st.metrics.in_flight, -1)
         try:
             _close_iterable(self)
         except BaseException:
@@ -177,13 +191,19 @@ cdef class Connection:
         the connection meanwhile: blocking I/O on its socket is fine here, the loop
         does not touch it.  The caller hands the connection back to the loop
         afterwards (Loop.handback).  The iterable is closed here, on this thread."""
+        cdef Block* m = self.st.metrics
         self.slot = slot
         self.blocking_io = True
         self.app_rc = R_ABORT
+        if m is not NULL:
+            add_i(&m.queued, -1)
+            add_i(&m.busy, 1)
         try:
             self.app_rc = _handle_request(self)
         finally:
             self.blocking_io = False
+            if m is not NULL:
+                add_i(&m.busy, -1)
             if self.app_rc == R_ABORT:
                 # end the response on this thread (its iterable's close() too)
                 _end_response(self, False)
@@ -205,6 +225,8 @@ cdef class Connection:
         if self.abandoned:
             return 0
         self.abandoned = True
+        if self.st.metrics is not NULL:
+            add_u(&self.st.metrics.timeouts, 1)
         if not self.resp_sent:
             # nothing of this response reached the socket: drop what it framed (the
             # output before resp_mark belongs to earlier responses) and say 504
@@ -240,6 +262,7 @@ cdef int _serve(Connection self) except -1:
             continue
         if not self.head_started:
             self.head_started = True
+            self.t_head = self.t_recv
             self.deadline = now() + self.st.header_timeout
         try:
             if self.proxy_pending:
@@ -252,9 +275,9 @@ cdef int _serve(Connection self) except -1:
                 continue
             if self.protocol == PROTO_UWSGI:
                 n = parse_uwsgi_head(self.parser, self.cur, self.cur_len,
-                                     self.st.base_environ)
+                                     self.base_environ)
             else:
-                n = self.parser.parse_head(self.cur, self.cur_len, self.st.base_environ)
+                n = self.parser.parse_head(self.cur, self.cur_len, self.base_environ)
         except HttpParserError as exc:
             return _reject(self, exc)
         if n == 0:
@@ -302,6 +325,7 @@ cdef int _serve(Connection self) except -1:
 cdef int _dispatch_request(Connection self) except -1:
     """Run the app for the parsed request: WANT_MORE to go on serving, else the
     interest."""
+    cdef int rc
     if self.st.dispatch is not None:
         # threaded worker: the app runs in a pool thread, which owns the
         # connection until it hands it back (_resume_from_app)
@@ -309,9 +333,18 @@ cdef int _dispatch_request(Connection self) except -1:
         self.state = ST_APP
         self.owner = OWNER_APP
         self.deadline = 1e300        # the app's time is --timeout's business
+        if self.st.metrics is not NULL:
+            add_i(&self.st.metrics.queued, 1)
         self.st.dispatch(self)
         return WANT_NONE
-    return _after_request(self, _handle_request(self))
+    if self.st.metrics is NULL:
+        return _after_request(self, _handle_request(self))
+    add_i(&self.st.metrics.busy, 1)      # the loop thread runs the app
+    try:
+        rc = _handle_request(self)
+    finally:
+        add_i(&self.st.metrics.busy, -1)
+    return _after_request(self, rc)
 
 
 cdef int _after_request(Connection self, int rc) except -1:
@@ -336,6 +369,11 @@ cdef int _after_request(Connection self, int rc) except -1:
 
 cdef Py_ssize_t _proxy_header(Connection self) except -1:
     cdef list found = []
+    if not self.trusted:
+        # a PROXY header names the client: only a peer of the listener's
+        # trust list may send one (fastwsgi/listeners.py)
+        raise UntrustedPeer("PROXY protocol header from a peer not in "
+                            "--forwarded-allow-ips")
     cdef Py_ssize_t n = parse_proxy_header(self.cur, self.cur_len, found)
     if n and found:
         self.remote_addr, self.remote_port = found[0], found[1]
@@ -400,14 +438,19 @@ cdef int _reject(Connection self, exc) except -1:
     could not keep (an OSError of its spool file: 500): Connection: close,
     lingering close."""
     cdef bytes page
+    cdef int code = 500
     if isinstance(exc, HttpParserError):
-        page = error_page(exc.status_code, exc.reason)
+        code = exc.status_code
+        page = error_page(code, exc.reason)
         self.st.logger.debug("rejected request from %s: %s %s", self.remote_addr,
                              exc.status_code, exc)
     else:
         page = error_page(500, "Internal Server Error")
         self.st.logger.error("cannot receive a request body from %s: %s",
                              self.remote_addr, exc)
+    if self.st.metrics is not NULL:
+        # heads and bodies alike (a body's 400/408/413 is answered before the app)
+        record_reject(self.st.metrics, code, now() - self.t_head)
     ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
     self.cur_len = 0
     _detach_input(self)            # a body received so far (spool file included)

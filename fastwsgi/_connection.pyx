@@ -47,6 +47,8 @@ from libc.string cimport memcpy, memmove, memchr
 from fastwsgi._parser cimport RequestParser, Limits, BODY_NONE, BODY_LENGTH, BODY_CHUNKED
 from fastwsgi._uwsgi cimport parse_uwsgi_head
 from fastwsgi._proxyproto cimport parse_proxy_header
+from fastwsgi._metrics cimport (Metrics, add_i, add_u, record_response, record_reject,
+                                note_reject)
 from fastwsgi._writer cimport (OutBuf, RespInfo, ob_write, ob_reserve, ob_consume, ob_free,
                                write_head_start, write_content_length, write_chunk,
                                write_chunk_header)
@@ -56,7 +58,7 @@ import stat as _stat
 import sys
 
 from fastwsgi.errors import (ClientDisconnected, HttpParserError, ResponseError,
-                             RequestTimeout)
+                             RequestTimeout, UntrustedPeer)
 
 cdef extern from "Python.h":
     bint PyList_CheckExact(object)
@@ -97,6 +99,16 @@ cdef extern from "unistd.h" nogil:
     int c_close "close"(int fd)
     ssize_t c_write "write"(int fd, const void* buf, size_t n)
 
+cdef extern from "time.h" nogil:
+    clockid_t CLOCK_REALTIME
+
+
+cdef inline double wall_time() noexcept nogil:
+    """time.time(), without the Python call."""
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
 
 def monotonic():
     return now()
@@ -125,6 +137,10 @@ cdef str K_CONTENT_LENGTH = "CONTENT_LENGTH"
 # then matches by identity ("wsgi.input" is not an identifier, so neither
 # Cython nor the compiler interns it)
 cdef str K_INPUT = sys.intern("wsgi.input")
+# when the request's first byte arrived (time.time()) and how long it waited for
+# the app (seconds): for APMs, docs/observability.md
+cdef str K_REQUEST_START = sys.intern("fastwsgi.request_start")
+cdef str K_QUEUE_TIME = sys.intern("fastwsgi.queue_time")
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef object _DONE = object()
 cdef object _EMPTY = ()
@@ -172,6 +188,8 @@ cdef class ServerState:
         self.requests = 0
         self.max_requests = max_requests
         self.stop_requested = False
+        self.clock_requests = access_log is not None
+        self.timing_environ = False
         self.forwarded = None
         self.dispatch = None
         self.deferred = None
@@ -186,6 +204,14 @@ cdef class ServerState:
         self.watchdog_buf = buf
         self.watchdog = <double*>&view[0]
         self.watchdog_slots = slots
+
+    def set_metrics(self, Metrics metrics):
+        """Record requests, connections and app threads in `metrics` (a block in
+        shared memory, fastwsgi/_metrics.pxd); None: record nothing."""
+        self.metrics_owner = metrics
+        self.metrics = metrics.block if metrics is not None else NULL
+        if metrics is not None:
+            self.clock_requests = True
 
 
 

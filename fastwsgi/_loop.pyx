@@ -25,7 +25,7 @@ from libc.string cimport memset
 
 from fastwsgi._connection cimport (Connection, ServerState, WANT_CLOSE, WANT_READ,
                                    WANT_WRITE, WANT_NONE, WANT_UNREGISTERED, ST_READ,
-                                   OWNER_LOOP, now)
+                                   OWNER_LOOP, PROTO_UWSGI, now)
 
 import collections
 import os
@@ -132,7 +132,8 @@ cdef class Loop:
     cdef int wake_r, wake_w
     cdef ServerState st
     cdef dict conns
-    cdef dict listeners          # fd -> (socket object, is_tcp)
+    cdef dict listeners          # fd -> (sock, is_tcp, protocol, proxy_protocol, trust,
+                                 #        trust memo, base environ, Listener)
     cdef dict addr_cache
     cdef bint accepting
     cdef bint stopping
@@ -169,8 +170,8 @@ cdef class Loop:
             raise OSError(errno, os.strerror(errno))
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._ctl(EPOLL_CTL_ADD, self.wake_r, EPOLLIN)
-        for sock in listeners:
-            self.add_listener(sock)
+        for listener in listeners:
+            self.add_listener(listener)
         self.accepting = True
 
     def __dealloc__(self):
@@ -208,10 +209,12 @@ cdef class Loop:
             raise OSError(errno, os.strerror(errno))
         return 0
 
-    def add_listener(self, sock, int protocol=0, bint proxy_protocol=False, trust=None):
-        """Accept on `sock`.  protocol: 0 HTTP, 1 uwsgi; proxy_protocol: a PROXY
-        header precedes each connection's first request; trust(remote_addr) -> bool
-        marks peers whose forwarded headers count (unix peers: trust("")).  """
+    def add_listener(self, listener):
+        """Accept on `listener` (a fastwsgi.listeners.Listener: .sock, .protocol 0
+        HTTP / 1 uwsgi, .proxy_protocol, .trust(remote_addr) -> bool or None,
+        .base_environ, .refused(remote_addr)).  Read once here: each accepted
+        connection gets its listener's protocol, trust and base environ."""
+        sock = listener.sock
         sock.setblocking(False)
         fd = sock.fileno()
         is_tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
@@ -221,7 +224,9 @@ cdef class Loop:
             # are there, so _accept can serve them without an epoll round
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
-        self.listeners[fd] = (sock, is_tcp, protocol, proxy_protocol, trust, {})
+        self.listeners[fd] = (sock, is_tcp, int(listener.protocol),
+                              bool(listener.proxy_protocol), listener.trust, {},
+                              <dict?>listener.base_environ, listener)
         if self.accepting or not self.stopping:
             # EPOLLEXCLUSIVE: with several workers on one socket, one wakes per connection
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE)
@@ -351,20 +356,32 @@ cdef class Loop:
                 inet_ntop(AF_INET6, &(<sockaddr_in6*>&addr).sin6_addr, host, sizeof(host))
                 remote = self._intern_addr(host)
                 port = host[:_put_uint(host, ntohs((<sockaddr_in6*>&addr).sin6_port))].decode("ascii")
+            trusted = False
+            if entry[4] is not None:
+                # trust(remote) is a Python call; its answers are kept per
+                # listener (peers are few: the proxies), bounded like addr_cache
+                try:
+                    memo = <dict>entry[5]
+                    trusted = memo.get(remote)
+                    if trusted is None:
+                        trusted = bool(entry[4](remote))
+                        if len(memo) < 4096:
+                            memo[remote] = trusted
+                except BaseException:
+                    c_close(fd)
+                    raise
+            if entry[2] == PROTO_UWSGI and not trusted:
+                # a uwsgi packet sets any CGI variable (REMOTE_ADDR, HTTPS,
+                # REMOTE_USER): only the listener's trusted peers may send one
+                c_close(fd)
+                entry[7].refused(remote)
+                continue
             # (from here on the connection owns fd: it closes it if what follows fails)
             conn = self._new_connection(fd, remote, port)
             conn.protocol = entry[2]
             conn.proxy_pending = entry[3]
-            if entry[4] is not None:
-                # trust(remote) is a Python call; its answers are kept per
-                # listener (peers are few: the proxies), bounded like addr_cache
-                memo = <dict>entry[5]
-                trusted = memo.get(remote)
-                if trusted is None:
-                    trusted = bool(entry[4](remote))
-                    if len(memo) < 4096:
-                        memo[remote] = trusted
-                conn.trusted = trusted
+            conn.trusted = trusted
+            conn.base_environ = <dict>entry[6]
             self._serve_new(conn)
             if len(self.conns) >= self.max_connections and not self._evict_idle():
                 self._pause_accepting()

@@ -156,8 +156,11 @@ class Arbiter:
         drop_privileges(self.config, self.sockets)
         if self.config.preload and self.app is None:
             self._load_app()
-        from fastwsgi.status import for_master
-        self.observer = for_master(self)
+        if self.config.status_bind:
+            # here, not at the top: without --status-bind the master imports
+            # neither http.server nor prometheus_client
+            from fastwsgi.status import for_master
+            self.observer = for_master(self)
         self._init_signals()
         # The banner waits for the first worker to serve: it means the app loaded
         # (a broken one at start ends in exit status 1 without a banner), and with

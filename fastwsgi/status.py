@@ -214,6 +214,11 @@ class MasterStatus:
         self.server.close()
 
 
+# the worker's recycling reasons (fastwsgi.worker.RECYCLE_REASONS) as metric labels
+_RECYCLED = {"max-requests": "max_requests", "max-worker-memory": "memory",
+             "max-worker-age": "age", "lost-threads": "timeout", "app-exit": "exit"}
+
+
 def restart_reason(w, code, arbiter):
     """Why worker record ``w`` (exit code ``code``) is being replaced, or None when it
     is not (the server stops, or SIGTTOU took a worker away)."""
@@ -226,8 +231,8 @@ def restart_reason(w, code, arbiter):
         return "reload"
     if reason == "SIGTTOU":
         return None
-    if reason in ("memory", "age", "max_requests"):
-        return reason
+    if reason in _RECYCLED:
+        return _RECYCLED[reason]
     if code != 0:
         return "crash"
     if reason == "retired" and arbiter.config.max_requests:

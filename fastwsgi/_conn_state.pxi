@@ -239,6 +239,7 @@ cdef class Connection:
             if send(self.fd, self.out.data, self.out.len,
                     MSG_NOSIGNAL | MSG_DONTWAIT) == self.out.len:
                 code = 504
+                self.status_code = 504   # what the metrics and the access log count
             self.out.len = 0
         shutdown(self.fd, SHUT_RDWR)
         return code

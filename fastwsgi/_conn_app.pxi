@@ -127,17 +127,18 @@ cdef int _app_error(Connection self, exc) except -1:
     if isinstance(exc, ClientDisconnected):
         self.st.logger.debug("client %s disconnected: %s", self.remote_addr, exc)
         return R_ABORT
-    if not (isinstance(exc, HttpParserError) and not self.head_framed):
-        # (an HttpParserError before the head: the streamed body the app was
-        # reading is malformed, a bad chunk or too large: its status is the answer)
+    if isinstance(exc, HttpParserError) and not self.head_framed:
+        # the streamed body the app was reading is malformed (a bad chunk, too
+        # large): its status is the answer
+        if self.st.metrics is not NULL:
+            note_reject(self.st.metrics, exc.status_code)
+    else:
         self.st.logger.error("Error handling request %s %s",
                              self.environ.get("REQUEST_METHOD"),
                              self.environ.get("RAW_URI"), exc_info=exc)
         if self.head_framed:
             return R_ABORT
         return _error_response(self, 500, "Internal Server Error")
-    if self.st.metrics is not NULL:
-        note_reject(self.st.metrics, exc.status_code)
     return _error_response(self, exc.status_code, exc.reason)
 
 
@@ -250,7 +251,7 @@ cdef int _end_response(Connection self, bint complete) except -1:
                                self.body_bytes, now() - self.t_start)
         except Exception as exc:
             self.st.logger.error("access log failed", exc_info=exc)
-    if self.st.metrics is not NULL:
+    if self.st.metrics is not NULL and self.environ is not None:
         add_i(&self.st.metrics.in_flight, -1)
         if self.status_code:
             record_response(self.st.metrics, self.status_code, now() - self.t_head,

@@ -356,26 +356,28 @@ cdef class Loop:
                 inet_ntop(AF_INET6, &(<sockaddr_in6*>&addr).sin6_addr, host, sizeof(host))
                 remote = self._intern_addr(host)
                 port = host[:_put_uint(host, ntohs((<sockaddr_in6*>&addr).sin6_port))].decode("ascii")
-            trusted = False
-            if entry[4] is not None:
-                # trust(remote) is a Python call; its answers are kept per
-                # listener (peers are few: the proxies), bounded like addr_cache
-                try:
+            try:
+                trusted = False
+                if entry[4] is not None:
+                    # trust(remote) is a Python call; its answers are kept per
+                    # listener (peers are few: the proxies), bounded like addr_cache
                     memo = <dict>entry[5]
                     trusted = memo.get(remote)
                     if trusted is None:
                         trusted = bool(entry[4](remote))
                         if len(memo) < 4096:
                             memo[remote] = trusted
-                except BaseException:
+                if entry[2] == PROTO_UWSGI and not trusted:
+                    # a uwsgi packet sets any CGI variable (REMOTE_ADDR, HTTPS,
+                    # REMOTE_USER): only the listener's trusted peers may send one
                     c_close(fd)
-                    raise
-            if entry[2] == PROTO_UWSGI and not trusted:
-                # a uwsgi packet sets any CGI variable (REMOTE_ADDR, HTTPS,
-                # REMOTE_USER): only the listener's trusted peers may send one
-                c_close(fd)
-                entry[7].refused(remote)
-                continue
+                    fd = -1
+                    entry[7].refused(remote)
+                    continue
+            except BaseException:
+                if fd >= 0:
+                    c_close(fd)
+                raise
             # (from here on the connection owns fd: it closes it if what follows fails)
             conn = self._new_connection(fd, remote, port)
             conn.protocol = entry[2]

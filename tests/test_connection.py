@@ -24,7 +24,8 @@ from fastwsgi._loop import Loop
 from fastwsgi._parser import Limits
 from fastwsgi.config import Config
 from fastwsgi.errors import ClientDisconnected, RequestTimeout, ResponseError
-from fastwsgi.server import AppThreads, base_environ
+from fastwsgi.listeners import base_environ
+from fastwsgi.server import AppThreads
 
 MODES = ["inline", "threads"]
 

@@ -110,6 +110,15 @@ def test_max_requests_restarts_are_counted_and_lose_no_count(serve):
     assert requests_by_code(families(scrape(port)[2])) == {"200": sent}
 
 
+def test_age_recycling_is_counted_as_age(serve):
+    server = serve("observe_app:app", "--max-worker-age", "1", "--status-bind", "127.0.0.1:0")
+    port = status_port(server)
+    wait_until(lambda: restarts(port)["age"] >= 1, 15, "a worker recycled for its age")
+    counted = restarts(port)
+    assert counted["crash"] == counted["exit"] == 0
+    assert get(server, "/")[0] == 200
+
+
 @pytest.mark.parametrize("value", ["unix:/tmp/s.sock", "fd://3", "uwsgi://127.0.0.1:9",
                                    "127.0.0.1:99999"])
 def test_status_bind_takes_tcp_addresses_only(value):

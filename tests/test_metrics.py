@@ -370,3 +370,43 @@ def test_a_request_answered_by_timeout_is_counted(serve, threads):
     assert samples(fams, "fastwsgi_request_timeouts",
                    "fastwsgi_request_timeouts_total") == {(): 1.0}
     assert get(server, "/")[0] == 200
+
+
+# ------------------------------------------- the compiled connection, in-process
+
+
+def test_gauges_follow_a_request_an_app_thread_owns_until_its_timeout():
+    """The connection over a socketpair (tests/test_connection.py's Harness), an app
+    thread holding its request: connection, busy thread and request in flight are
+    counted while it runs; app_timed_out() counts a timeout and a 504; once the
+    thread hands the connection back every gauge is 0 again."""
+    from test_connection import Harness, recv_all
+
+    release = threading.Event()
+
+    def app(environ, start_response):
+        release.wait(5)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    m = Metrics(new_buffer())
+    h = Harness(app, "threads")
+    h.state.set_metrics(m)
+    h.start()
+    try:
+        c = h.client()
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_until(lambda: m.snapshot()["busy"] == 1, what="the app running")
+        snap = m.snapshot()
+        assert (snap["connections"], snap["in_flight"], snap["queued"]) == (1, 1, 0)
+        assert h.owned[0].app_timed_out() == 504
+        assert recv_all(c).startswith(b"HTTP/1.1 504 ")
+        release.set()
+        wait_until(lambda: h.loop.connections == 0, what="the connection closed")
+        snap = m.snapshot()
+        assert snap["timeouts"] == 1 and snap["codes"] == {504: 1}
+        assert (snap["connections"], snap["in_flight"], snap["busy"], snap["queued"]) == (
+            0, 0, 0, 0)
+    finally:
+        release.set()
+        h.stop()

@@ -36,6 +36,8 @@ cdef int _handle_request(Connection self) except -1:
             environ[K_REMOTE_PORT] = self.remote_port
     environ[K_INPUT] = inp
     if self.st.clock_requests:
+        # queue time: from the head's first byte to the app call, so it includes
+        # receiving the body (docs/observability.md)
         t = now()
         queue = t - self.t_head
         if queue < 0 or self.t_head == 0:
@@ -114,6 +116,8 @@ cdef int _timed_out(Connection self) except -1:
     self.iterator = None
     self.st.logger.error("%s %s: the request timed out (--timeout)",
                          self.environ.get("REQUEST_METHOD"), self.environ.get("RAW_URI"))
+    if not self.abandoned and self.st.metrics is not NULL:
+        add_u(&self.st.metrics.timeouts, 1)  # (app_timed_out counted an abandoned one)
     if self.head_framed or self.abandoned:
         return R_ABORT
     return _error_response(self, 504, "Gateway Timeout")

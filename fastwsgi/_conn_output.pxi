@@ -51,7 +51,10 @@ cdef int _frame_head(Connection self) except -1:
     except BaseException:
         self.out.len = mark
         raise
-    self.status_code = info.status_code
+    if not self.abandoned:
+        # (once app_timed_out() answered 504, this head goes nowhere: the 504 is
+        # what the client got, and what the metrics and the access log count)
+        self.status_code = info.status_code
     self.no_body = info.no_body or p.is_head
     if info.content_length >= 0:
         self.remaining = info.content_length

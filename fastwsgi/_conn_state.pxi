@@ -225,6 +225,8 @@ cdef class Connection:
         if self.abandoned:
             return 0
         self.abandoned = True
+        if self.st.metrics is not NULL:
+            add_u(&self.st.metrics.timeouts, 1)
         if not self.resp_sent:
             # nothing of this response reached the socket: drop what it framed (the
             # output before resp_mark belongs to earlier responses) and say 504
@@ -237,6 +239,7 @@ cdef class Connection:
             if send(self.fd, self.out.data, self.out.len,
                     MSG_NOSIGNAL | MSG_DONTWAIT) == self.out.len:
                 code = 504
+                self.status_code = 504   # what the metrics and the access log count
             self.out.len = 0
         shutdown(self.fd, SHUT_RDWR)
         return code
@@ -447,6 +450,7 @@ cdef int _reject(Connection self, exc) except -1:
         self.st.logger.error("cannot receive a request body from %s: %s",
                              self.remote_addr, exc)
     if self.st.metrics is not NULL:
+        # heads and bodies alike (a body's 400/408/413 is answered before the app)
         record_reject(self.st.metrics, code, now() - self.t_head)
     ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
     self.cur_len = 0

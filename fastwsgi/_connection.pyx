@@ -47,7 +47,7 @@ from libc.string cimport memcpy, memmove, memchr
 from fastwsgi._parser cimport RequestParser, Limits, BODY_NONE, BODY_LENGTH, BODY_CHUNKED
 from fastwsgi._uwsgi cimport parse_uwsgi_head
 from fastwsgi._proxyproto cimport parse_proxy_header
-from fastwsgi._metrics cimport (Metrics, add_i, record_response, record_reject,
+from fastwsgi._metrics cimport (Metrics, add_i, add_u, record_response, record_reject,
                                 note_reject)
 from fastwsgi._writer cimport (OutBuf, RespInfo, ob_write, ob_reserve, ob_consume, ob_free,
                                write_head_start, write_content_length, write_chunk,

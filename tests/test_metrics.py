@@ -334,3 +334,79 @@ def test_header_timeout_and_limits_are_counted_as_rejections(serve):
     rejected = {dict(k)["reason"]: v for k, v in samples(
         fams, "fastwsgi_rejected_requests", "fastwsgi_rejected_requests_total").items()}
     assert rejected == {"408": 1, "414": 1}
+
+
+def test_a_body_refused_before_the_app_is_counted_as_a_rejection(serve):
+    # bodies are received whole before the app runs: their 400/413/408 come from the
+    # server, never from the app, and count as rejections
+    server = serve("observe_app:app", "--limit-request-body", "100", "--body-timeout", "1",
+                   "--body-min-rate", "0", "--status-bind", "127.0.0.1:0")
+    port = status_port(server)
+    chunked = b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    assert raw(server.host, server.port, chunked + b"zz\r\n").startswith(b"HTTP/1.1 400 ")
+    too_big = chunked + b"c8\r\n" + b"b" * 200 + b"\r\n0\r\n\r\n"
+    assert raw(server.host, server.port, too_big).startswith(b"HTTP/1.1 413 ")
+    with socket.create_connection((server.host, server.port), timeout=10) as s:
+        s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc")
+        assert s.recv(1024).startswith(b"HTTP/1.1 408 ")     # the rest never comes
+    fams = families(scrape(port)[2])
+    assert requests_by_code(fams) == {"400": 1, "408": 1, "413": 1}
+    rejected = {dict(k)["reason"]: v for k, v in samples(
+        fams, "fastwsgi_rejected_requests", "fastwsgi_rejected_requests_total").items()}
+    assert rejected == {"400": 1, "408": 1, "413": 1}
+    assert gauge(fams, "fastwsgi_requests_in_flight") == 0
+
+
+@pytest.mark.parametrize("threads", ["1", "2"])
+def test_a_request_answered_by_timeout_is_counted(serve, threads):
+    # the worker's watchdog answers 504 (no worker is killed): counted all the same
+    server = serve("procapp:app", "--threads", threads, "--timeout", "1",
+                   "--status-bind", "127.0.0.1:0")
+    port = status_port(server)
+    hung = raw(server.host, server.port, b"GET /hang HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert hung.startswith(b"HTTP/1.1 504 ")
+    fams = wait_until(lambda: (lambda f: f if requests_by_code(f).get("504") else None)(
+        families(scrape(port)[2])), what="the 504 recorded")
+    assert samples(fams, "fastwsgi_request_timeouts",
+                   "fastwsgi_request_timeouts_total") == {(): 1.0}
+    assert get(server, "/")[0] == 200
+
+
+# ------------------------------------------- the compiled connection, in-process
+
+
+def test_gauges_follow_a_request_an_app_thread_owns_until_its_timeout():
+    """The connection over a socketpair (tests/test_connection.py's Harness), an app
+    thread holding its request: connection, busy thread and request in flight are
+    counted while it runs; app_timed_out() counts a timeout and a 504; once the
+    thread hands the connection back every gauge is 0 again."""
+    from test_connection import Harness, recv_all
+
+    release = threading.Event()
+
+    def app(environ, start_response):
+        release.wait(5)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    m = Metrics(new_buffer())
+    h = Harness(app, "threads")
+    h.state.set_metrics(m)
+    h.start()
+    try:
+        c = h.client()
+        c.sendall(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n")
+        wait_until(lambda: m.snapshot()["busy"] == 1, what="the app running")
+        snap = m.snapshot()
+        assert (snap["connections"], snap["in_flight"], snap["queued"]) == (1, 1, 0)
+        assert h.owned[0].app_timed_out() == 504
+        assert recv_all(c).startswith(b"HTTP/1.1 504 ")
+        release.set()
+        wait_until(lambda: h.loop.connections == 0, what="the connection closed")
+        snap = m.snapshot()
+        assert snap["timeouts"] == 1 and snap["codes"] == {504: 1}
+        assert (snap["connections"], snap["in_flight"], snap["busy"], snap["queued"]) == (
+            0, 0, 0, 0)
+    finally:
+        release.set()
+        h.stop()

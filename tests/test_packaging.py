@@ -79,6 +79,9 @@ def test_supported_pythons_and_status():
     assert versions == ["3.11", "3.12", "3.13", "3.14", "3.15"]
     assert any(c.startswith("Development Status :: ") for c in project["classifiers"])
     assert sys.version_info >= (3, 11)
+    # release wheels are built for exactly these (and no free-threaded build)
+    build = pyproject()["tool"]["cibuildwheel"]["build"].split()
+    assert build == ["cp%s-*" % v.replace(".", "") for v in versions]
 
 
 def test_wheel_carries_no_sources():

@@ -58,6 +58,11 @@ def test_version_is_written_once():
     assert config["project"]["dynamic"] == ["version"]
     assert config["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "fastwsgi.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", fastwsgi.__version__)
+    literal = f'"{fastwsgi.__version__}"'
+    copies = [name for name in sorted(os.listdir(os.path.join(ROOT, "fastwsgi")))
+              if name.endswith((".py", ".pyx", ".pyi"))
+              and literal in open(os.path.join(ROOT, "fastwsgi", name)).read()]
+    assert copies == ["__init__.py"]
 
 
 def test_license_is_an_spdx_expression_with_its_file():

@@ -25,7 +25,7 @@ if DEBUG:
     link_args = ["-fsanitize=address,undefined"]
     directives.update(boundscheck=True, wraparound=True, initializedcheck=True)
 
-MODULES = ["_parser", "_writer", "_uwsgi", "_proxyproto", "_connection", "_loop"]
+MODULES = ["_parser", "_writer", "_uwsgi", "_proxyproto", "_metrics", "_connection", "_loop"]
 
 extensions = [
     Extension(

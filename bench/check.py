@@ -1,8 +1,8 @@
 """Correctness check of a running server with a plain socket client.
 
-Contract: ``check(port, scenario)`` sends the scenario's request a few times
-(``scenario.pipeline`` of them written back to back, otherwise two in a row on
-one connection) and reads every response strictly: status line, headers, and
+Contract: ``check(port, scenario)`` sends the scenario's request (for each of
+its targets in turn) a few times (``scenario.pipeline`` of them written back
+to back, otherwise two in a row on one connection) and reads every response strictly: status line, headers, and
 a body framed by Content-Length, chunked coding, or connection close. It
 returns a ``CheckResult``; it never raises for a wrong or missing answer.
 
@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 
 TIMEOUT = 10.0
-SLOW = 2.0          # seconds: longer for one response is a failure
+SLOW = 2.0          # seconds: longer for one response is a failure (Scenario.slow)
 MAX_HEAD = 64 * 1024
 
 
@@ -181,13 +181,26 @@ def _judge(resp, scenario, seconds):
         return f"status {resp.status}, body {resp.body[:60]!r}"
     if not scenario.body_ok(resp.body):
         return f"wrong body ({len(resp.body)} bytes, starts {resp.body[:40]!r})"
-    if seconds > SLOW:
+    if seconds > (scenario.slow or SLOW):
         # e.g. an unframed body that only a server-side idle timeout ends
         return f"response took {seconds:.1f} s (framing: {resp.framing})"
     return None
 
 
 def check(port, scenario, host="127.0.0.1", timeout=TIMEOUT):
+    """Check each of the scenario's targets (see ``Scenario.variants``)."""
+    result = CheckResult(True)
+    for variant in scenario.variants():
+        one = _check_one(port, variant, host, timeout)
+        result.framings |= one.framings
+        result.notes |= one.notes
+        if not one.ok:
+            detail = one.detail if variant is scenario else f"{variant.path}: {one.detail}"
+            return _fail(result, detail)
+    return result
+
+
+def _check_one(port, scenario, host, timeout):
     """Send ``max(2, scenario.pipeline)`` requests and judge every answer."""
     total = max(2, scenario.pipeline)
     result = CheckResult(True)

@@ -19,7 +19,8 @@ interleaved and each run is checked for correct answers before and after.
 Results: OUT/results.md, OUT/results.json, OUT/ratios.png.
 Parser micro-benchmark: python -m bench parser --help
 Idle connections: python -m bench idle --help
-Instructions per request (callgrind): python -m bench instructions --help"""
+Instructions per request (callgrind): python -m bench instructions --help
+Per-response CPU, TCP and system calls: python -m bench costs --help"""
 
 
 def _names(known, what):
@@ -77,6 +78,9 @@ def main(argv):
     if argv and argv[0] == "idle":
         from . import idle
         return idle.main(argv[1:])
+    if argv and argv[0] == "costs":
+        from . import costs
+        return costs.main(argv[1:])
     if argv and argv[0] == "instructions":
         from . import instructions
         return instructions.main(argv[1:])

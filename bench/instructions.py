@@ -9,7 +9,9 @@ functions that spend them (self cost, whole process: interpreter, our compiled
 modules, libc; the kernel is not counted).
 
     python -m bench instructions [--mode keepalive|newconn] [--requests 5000]
-                                 [--top 30] [--out bench/out]
+                                 [--top 30] [--out bench/out] [--metrics]
+
+--metrics runs it with --status-bind (metrics recorded per request).
 
 keepalive: 8 connections, each sending one request and reading its response in
 turn; newconn: one request per connection, with Connection: close.
@@ -97,12 +99,13 @@ def self_costs(path):
     return cost
 
 
-def measure(env, rundir, mode, requests, warmup):
+def measure(env, rundir, mode, requests, warmup, extra=()):
     out = rundir / "callgrind.out"
     vlog = rundir / "valgrind.log"
     slog = rundir / "server.log"
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--log-file={vlog}",
-           str(env.python), "-m", "fastwsgi", "--bind", "127.0.0.1:0", "bench_apps:hello"]
+           str(env.python), "-m", "fastwsgi", "--bind", "127.0.0.1:0", *extra,
+           "bench_apps:hello"]
     with open(slog, "w") as log:
         proc = subprocess.Popen(cmd, cwd=rundir, stdout=log, stderr=subprocess.STDOUT,
                                 env={"PYTHONPATH": str(rundir), "PATH": "/usr/bin:/bin"})
@@ -141,6 +144,8 @@ def main(argv):
     p.add_argument("--warmup", type=int, default=400, help="requests before counting (400)")
     p.add_argument("--top", type=int, default=30, help="functions listed (30)")
     p.add_argument("--out", default=str(ROOT / "bench" / "out"))
+    p.add_argument("--metrics", action="store_true",
+                   help="with --status-bind: metrics recorded per request")
     opts = p.parse_args(argv)
     if opts.requests < 1:
         sys.exit("--requests must be >= 1")
@@ -148,22 +153,25 @@ def main(argv):
         if not shutil.which(tool):
             sys.exit(f"{tool} is not installed (Debian: apt-get install valgrind)")
     try:
-        env = servers.install(servers.SERVERS["fastwsgi"], repo=str(ROOT),
+        name = "fastwsgi-metrics" if opts.metrics else "fastwsgi"
+        env = servers.install(servers.SERVERS[name], repo=str(ROOT),
                               log=lambda m: print(m, file=sys.stderr))
     except envs.EnvError as exc:
         sys.exit(f"cannot install fastwsgi into the bench venv: {exc}")
-    rundir = prepare_rundir(Path(opts.out) / f"instructions-{opts.mode}")
+    tag = f"{opts.mode}-metrics" if opts.metrics else opts.mode
+    rundir = prepare_rundir(Path(opts.out) / f"instructions-{tag}")
     print(f"fastwsgi under callgrind: {opts.requests} {opts.mode} requests ...", file=sys.stderr)
-    cost = measure(env, rundir, opts.mode, opts.requests, opts.warmup)
+    extra = ("--status-bind", "127.0.0.1:0") if opts.metrics else ()
+    cost = measure(env, rundir, opts.mode, opts.requests, opts.warmup, extra)
     total = sum(cost.values())
-    lines = [f"# Instructions per request: fastwsgi, hello app, {opts.mode}", "",
+    lines = [f"# Instructions per request: fastwsgi, hello app, {tag}", "",
              f"{total // opts.requests:,} instructions per request ({total:,} for "
              f"{opts.requests:,} requests; valgrind --tool=callgrind, user space only).", "",
              "| per request | share | function (self cost) |", "|---|---|---|"]
     for fn, c in cost.most_common(opts.top):
         lines.append(f"| {c // opts.requests:,} | {100 * c / total:.1f} % | `{fn[:100]}` |")
     text = "\n".join(lines) + "\n"
-    target = Path(opts.out) / f"instructions-{opts.mode}.md"
+    target = Path(opts.out) / f"instructions-{tag}.md"
     target.write_text(text)
     print(text)
     print(f"wrote {target}", file=sys.stderr)

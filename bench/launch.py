@@ -1,4 +1,5 @@
-"""Start a server that has no command line of its own taking MODULE:APP.
+"""Start a server that has no command line of its own taking MODULE:APP, or
+whose command line cannot set what a scenario needs (fastpysgi's body limit).
 
 Copied into the run directory as ``bench_launch.py`` and run with the
 server's venv interpreter:
@@ -38,7 +39,34 @@ def run_fastwsgi_c(app, host, port):
     fastwsgi.run(wsgi_app=app, host=host, port=port)
 
 
-RUNNERS = {"wsgiref": run_wsgiref, "bjoern": run_bjoern, "fastwsgi-c": run_fastwsgi_c}
+def run_fastpysgi(app, host, port):
+    # fastpysgi (C, libuv + llhttp; a fork of the PyPI fastwsgi). Its own CLI
+    # has no option for the request body limit, whose default (10,000,000
+    # bytes) would answer the upload scenario's 20 MB bodies with 413; the
+    # limit is raised to ours instead. Everything else keeps its default.
+    import fastpysgi
+    fastpysgi.server.max_content_length = UPLOAD_LIMIT
+    fastpysgi.server.init(app, host, port)
+    fastpysgi.server.run()
+
+
+def run_pyruvate(app, host, port):
+    # pyruvate (Rust, mio): serve(app, "HOST:PORT", workers), one worker
+    # thread, its defaults: one request per connection (max_reuse_count=0,
+    # announced with Connection: close). Keep-alive cannot be used: 1.6.1 with
+    # max_reuse_count > 0 never answers the second request on a connection;
+    # and chunked_transfer=True also ends responses that have a
+    # Content-Length with a last-chunk "0\r\n\r\n".
+    import pyruvate
+    pyruvate.serve(app, f"{host}:{port}", 1)
+
+
+# Request body limit given to servers whose default is below the upload
+# scenario's 20 MB (ours is 1 GiB).
+UPLOAD_LIMIT = 64 * 1024 * 1024
+
+RUNNERS = {"wsgiref": run_wsgiref, "bjoern": run_bjoern, "fastwsgi-c": run_fastwsgi_c,
+           "fastpysgi": run_fastpysgi, "pyruvate": run_pyruvate}
 
 
 def main(argv):

@@ -8,8 +8,8 @@ fallback. Raises ``LoadError`` if wrk fails or prints neither.
 
 Pipelining: wrk sends one request per response unless the script's
 ``request()`` returns several concatenated; wrk then counts each response.
-Only pipelined scenarios define ``request()``, because wrk's static request
-path is faster and the client must not be the bottleneck.
+Only pipelined and multi-path scenarios define ``request()``, because wrk's
+static request path is faster and the client must not be the bottleneck.
 """
 import json
 import re
@@ -85,6 +85,19 @@ def script_text(scenario):
         lines.append(f'wrk.headers[{_lua_quote(name.encode())}] = {_lua_quote(value.encode())}')
     if scenario.close:
         lines.append('wrk.headers["Connection"] = "close"')
+    if scenario.targets:
+        # One pre-formatted request per path, taken in turn (one counter per wrk
+        # thread, shared by its connections).
+        paths = ", ".join(_lua_quote(p.encode()) for p, _ in scenario.targets)
+        lines.append(f"local paths = {{{paths}}}")
+        lines.append("local reqs = {}\nlocal i = 0")
+        lines.append("init = function(args)\n"
+                     "  for k, p in ipairs(paths) do reqs[k] = wrk.format(nil, p) end\n"
+                     "end")
+        lines.append("request = function()\n"
+                     "  i = i % #reqs + 1\n"
+                     "  return reqs[i]\n"
+                     "end")
     if scenario.pipeline > 1:
         lines.append(f"local depth = {scenario.pipeline}")
         lines.append("local batch = nil")

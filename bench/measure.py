@@ -7,7 +7,10 @@ workers). ``start()`` takes the baseline; ``stop()`` returns a ``Usage``.
 CPU is utime+stime from /proc/<pid>/stat (threads included): for each process
 the last value seen minus its baseline (0 for a process born during the run),
 so a worker that exits still counts up to its last sample. Peak RSS is the
-largest sum of the tree's RSS over the samples. ``cpu_busy`` is how busy each
+largest sum of the tree's RSS over the samples, or, if larger, the sum of
+each process's VmHWM (its peak since it started, so short peaks between
+samples count; a master and its workers may peak at different times, which
+makes that sum an upper bound). ``cpu_busy`` is how busy each
 CPU was over the run (all processes), to show load from anything else.
 """
 import os
@@ -30,6 +33,18 @@ class Usage:
     @property
     def cpu_percent(self):
         return 100.0 * self.cpu_seconds / self.wall_seconds if self.wall_seconds else 0.0
+
+
+def _hwm(pid):
+    """VmHWM (peak resident set since the process started) in pages, or 0."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024 // PAGE
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _stat(pid):
@@ -91,6 +106,10 @@ class TreeSampler:
             self._last[pid] = ticks
             self._base.setdefault(pid, 0)  # born during the run
         self._peak = max(self._peak, sum(rss for _, rss in now.values()))
+        # A peak between two samples (one 20 MB body held for a moment) is
+        # missed by the sum above; each process's high-water mark is not.
+        self._hwm.update((pid, _hwm(pid)) for pid in now)
+        self._peak = max(self._peak, sum(self._hwm.values()))
         self._procs = max(self._procs, len(now))
 
     def start(self):
@@ -99,6 +118,7 @@ class TreeSampler:
         self._last = dict(self._base)
         self._peak = sum(rss for _, rss in first.values())
         self._procs = len(first)
+        self._hwm = {}
         self._t0 = time.monotonic()
         self._cpus0 = cpu_ticks()
         self._stop.clear()

@@ -87,6 +87,7 @@ def prepare_rundir(out):
     shutil.copy(here / "apps.py", rundir / "bench_apps.py")
     shutil.copy(here / "launch.py", rundir / "bench_launch.py")
     (rundir / "bench_flask.py").write_text(apps.FLASK_SHIM)
+    apps.write_static_files(rundir / apps.STATIC_DIR)
     return rundir
 
 
@@ -128,19 +129,21 @@ def visit(spec, env, scenario, options, rundir, script, progress, label):
         if not before.ok:
             return dict(rnd, mark="wrong response", detail=f"before load: {before.detail}")
         url = f"http://{servers.HOST}:{server.port}{scenario.path}"
+        connections = scenario.connections or options.connections
         if options.warmup > 0:
             progress.line(f"{label}: warm-up")
             try:
-                load.run_wrk(load.wrk_command(url, script, options.warmup,
-                                              options.connections, cpu=CLIENT_CPU,
+                load.run_wrk(load.wrk_command(url, script, options.warmup, connections,
+                                              cpu=CLIENT_CPU, timeout=scenario.timeout,
                                               nice=options.nice))
             except load.LoadError as exc:
                 return dict(rnd, mark="load failed", detail=f"warm-up: {exc}")
-        argv = load.wrk_command(url, script, options.duration, options.connections,
-                                cpu=CLIENT_CPU, nice=options.nice)
+        duration = max(options.duration, scenario.min_duration)
+        argv = load.wrk_command(url, script, duration, connections,
+                                cpu=CLIENT_CPU, timeout=scenario.timeout, nice=options.nice)
         rnd["wrk_argv"] = " ".join(argv).replace(str(server.port), "PORT").replace(
             str(rundir), "RUNDIR")
-        progress.line(f"{label}: measuring {options.duration}s")
+        progress.line(f"{label}: measuring {duration}s")
         sampler = measure_start(server.pid)
         try:
             result = load.run_wrk(argv)
@@ -221,8 +224,7 @@ def run(options):
     out.mkdir(parents=True, exist_ok=True)
     rundir = prepare_rundir(out)
     scenario_names = options.scenarios
-    plan = {sc: [s for s in options.servers
-                 if SCENARIOS[sc].static or not servers.SERVERS[s].static_only]
+    plan = {sc: [s for s in options.servers if servers.SERVERS[s].runs(SCENARIOS[sc])]
             for sc in scenario_names}
     total = sum(len(v) for v in plan.values()) * options.rounds
     progress = Progress(total)

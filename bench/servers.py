@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import envs
+from . import apps, envs
 
 HOST = "127.0.0.1"
 APP_PACKAGES = ("flask",)    # every venv runs the flask scenario
@@ -48,8 +48,15 @@ class ServerSpec:
     dist: str = None           # distribution whose version is reported
     apt: tuple = ()            # Debian packages needed to build it
     ours: bool = False         # install the repo (fastwsgi) into the venv
-    static_only: bool = False  # serves only a fixed response (nginx)
+    fixed_only: bool = False   # serves only a fixed response (nginx)
+    only: tuple = ()           # if set, the only scenarios it runs
+    venv: str = None           # venv shared with another spec (default: its name)
     note: str = ""
+
+    def runs(self, scenario):
+        if self.only:
+            return scenario.name in self.only
+        return scenario.fixed or not self.fixed_only
 
 
 def _nginx_command(launch):
@@ -101,6 +108,32 @@ SERVERS = {s.name: s for s in [
         command=lambda l: [str(l.bin / "fastwsgi"), "--bind", l.bind, l.app],
         note="ours, installed from the repo"),
     ServerSpec(
+        # Ours again, with the files served by the server itself instead of
+        # the app: its own row in the static scenario.
+        "fastwsgi-static", ours=True, packages=("httptools", "h11"), dist="fastwsgi",
+        venv="fastwsgi", only=("static",),
+        command=lambda l: [str(l.bin / "fastwsgi"), "--bind", l.bind,
+                           "--static", f"/static={apps.STATIC_DIR}", l.app],
+        note="ours, --static: files served by the server, not the app"),
+    ServerSpec(
+        # C on libuv + llhttp, a fork of the PyPI fastwsgi; started by
+        # bench/launch.py, which raises its 10 MB request body limit.
+        "fastpysgi", packages=("fastpysgi",), dist="fastpysgi",
+        command=lambda l: l.launcher("fastpysgi"),
+        note="C, libuv + llhttp; body limit raised to 64 MiB for upload"),
+    ServerSpec(
+        "pyruvate", packages=("pyruvate",), dist="pyruvate",
+        command=lambda l: l.launcher("pyruvate"),
+        note="Rust; one request per connection (its default; 1.6.1 with "
+             "keep-alive on leaves the second request unanswered)"),
+    ServerSpec(
+        # the same, recording metrics for a status listener (its cost: issue 14)
+        "fastwsgi-metrics", ours=True, packages=("httptools", "h11", "prometheus_client"),
+        dist="fastwsgi",
+        command=lambda l: [str(l.bin / "fastwsgi"), "--bind", l.bind,
+                           "--status-bind", "127.0.0.1:0", l.app],
+        note="ours, with --status-bind (metrics on)"),
+    ServerSpec(
         "gunicorn-sync", packages=("gunicorn",), dist="gunicorn",
         command=lambda l: [str(l.bin / "gunicorn"), "--workers", "1", "--worker-class", "sync",
                            "--bind", l.bind, "--log-level", "warning", l.app],
@@ -151,7 +184,7 @@ SERVERS = {s.name: s for s in [
         "wsgiref", dist=None, command=lambda l: l.launcher("wsgiref"),
         note="stdlib, HTTP/1.0, one request per connection"),
     ServerSpec(
-        "nginx", static_only=True, command=_nginx_command,
+        "nginx", fixed_only=True, command=_nginx_command,
         note="fixed response (return 200), the ceiling"),
 ]}
 
@@ -179,17 +212,17 @@ def ensure_apt(packages, log=print):
 
 
 def install(spec, python=None, repo=None, log=print):
-    if spec.static_only:
+    if spec.fixed_only:
         if not shutil.which("nginx"):
             ensure_apt(("nginx-light",), log)
         return None
     ensure_apt(spec.apt, log)
-    return envs.ensure(spec.name, APP_PACKAGES + spec.packages, python=python,
+    return envs.ensure(spec.venv or spec.name, APP_PACKAGES + spec.packages, python=python,
                        repo=repo if spec.ours else None, log=log)
 
 
 def version(spec, env):
-    if spec.static_only:
+    if spec.fixed_only:
         out = subprocess.run(["nginx", "-v"], capture_output=True, text=True)
         return out.stderr.strip().split("/")[-1]
     if spec.dist is None:

@@ -14,6 +14,7 @@
 
 from fastwsgi._parser cimport RequestParser, Limits
 from fastwsgi._writer cimport OutBuf
+from fastwsgi._metrics cimport Block
 
 
 # the monotonic clock, in seconds: deadlines and timeouts of the connection and the loop
@@ -83,6 +84,10 @@ cdef class ServerState:
     cdef double* watchdog            # app-call start times per slot (shared memory), or NULL
     cdef Py_ssize_t watchdog_slots
     cdef object watchdog_buf
+    cdef Block* metrics              # this process's metrics block (--status-bind), or NULL
+    cdef public bint clock_requests  # note when requests arrive (metrics, timing, access log)
+    cdef public bint timing_environ  # put fastwsgi.request_start/.queue_time in the environ
+    cdef object metrics_owner        # the fastwsgi._metrics.Metrics that holds its buffer
 
 cdef class Connection:
     cdef public int fd
@@ -95,7 +100,8 @@ cdef class Connection:
     cdef public double deadline
     cdef public int protocol
     cdef public bint proxy_pending   # a PROXY protocol header comes before the first request
-    cdef public bint trusted         # the peer may set X-Forwarded-* / Forwarded
+    cdef public bint trusted         # the peer may send a PROXY header, X-Forwarded-* / Forwarded
+    cdef public dict base_environ    # its listener's (fastwsgi.listeners.Listener.base_environ)
     cdef int slot                    # watchdog slot of the thread running the app
     cdef int app_rc                  # what the app thread's request ended with
     cdef bint deferred               # queued in st.deferred
@@ -138,6 +144,8 @@ cdef class Connection:
     cdef long long body_bytes
     cdef int status_code
     cdef double t_start
+    cdef double t_recv               # monotonic time of the last recv that brought bytes
+    cdef double t_head               # ... of the one that brought this request's first byte
     # self.start_response / self.write as bound methods, made once per connection
     # rather than per request (a cycle: close() breaks it)
     cdef object sr_bound

@@ -33,6 +33,8 @@ from libc.string cimport memcpy, memmove, memchr
 from fastwsgi._parser cimport RequestParser, Limits, BODY_LENGTH
 from fastwsgi._uwsgi cimport parse_uwsgi_head
 from fastwsgi._proxyproto cimport parse_proxy_header
+from fastwsgi._metrics cimport (Metrics, add_i, record_response, record_reject,
+                                note_reject)
 from fastwsgi._writer cimport (OutBuf, RespInfo, ob_write, ob_reserve, ob_consume, ob_free,
                                write_head_start, write_content_length, write_chunk,
                                write_chunk_header)
@@ -41,7 +43,7 @@ import os
 import stat as _stat
 import sys
 
-from fastwsgi.errors import ClientDisconnected, HttpParserError, ResponseError
+from fastwsgi.errors import ClientDisconnected, HttpParserError, ResponseError, UntrustedPeer
 
 cdef extern from "Python.h":
     bint PyList_CheckExact(object)
@@ -53,6 +55,7 @@ cdef extern from "sys/socket.h" nogil:
     int shutdown(int fd, int how)
     int MSG_NOSIGNAL
     int SHUT_WR
+    int SHUT_RDWR
 
 cdef extern from "sys/uio.h" nogil:
     struct iovec:
@@ -77,6 +80,16 @@ cdef extern from "sys/sendfile.h" nogil:
 
 cdef extern from "unistd.h" nogil:
     int c_close "close"(int fd)
+
+cdef extern from "time.h" nogil:
+    clockid_t CLOCK_REALTIME
+
+
+cdef inline double wall_time() noexcept nogil:
+    """time.time(), without the Python call."""
+    cdef timespec ts
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
 
 
 def monotonic():
@@ -105,6 +118,10 @@ cdef str K_REMOTE_PORT = "REMOTE_PORT"
 # then matches by identity ("wsgi.input" is not an identifier, so neither
 # Cython nor the compiler interns it)
 cdef str K_INPUT = sys.intern("wsgi.input")
+# when the request's first byte arrived (time.time()) and how long it waited for
+# the app (seconds): for APMs, docs/observability.md
+cdef str K_REQUEST_START = sys.intern("fastwsgi.request_start")
+cdef str K_QUEUE_TIME = sys.intern("fastwsgi.queue_time")
 cdef bytes CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 cdef object _DONE = object()
 cdef object _EMPTY = ()
@@ -220,6 +237,8 @@ cdef class ServerState:
         self.requests = 0
         self.max_requests = max_requests
         self.stop_requested = False
+        self.clock_requests = access_log is not None
+        self.timing_environ = False
         self.forwarded = None
         self.dispatch = None
         self.deferred = None
@@ -235,6 +254,14 @@ cdef class ServerState:
         self.watchdog = <double*>&view[0]
         self.watchdog_slots = slots
 
+    def set_metrics(self, Metrics metrics):
+        """Record requests, connections and app threads in `metrics` (a block in
+        shared memory, fastwsgi/_metrics.pxd); None: record nothing."""
+        self.metrics_owner = metrics
+        self.metrics = metrics.block if metrics is not None else NULL
+        if metrics is not None:
+            self.clock_requests = True
+
 
 @cython.final
 cdef class Connection:
@@ -248,12 +275,18 @@ cdef class Connection:
         self.fd = fd
         self.remote_addr = remote_addr
         self.remote_port = remote_port
+        self.base_environ = st.base_environ     # the loop sets its listener's
         self.parser = RequestParser(st.limits, st.script_name)
         self.state = ST_READ
         self.interest = WANT_READ
         self.deadline = now() + st.header_timeout
+        if st.metrics is not NULL:
+            add_i(&st.metrics.connections, 1)
 
     def __dealloc__(self):
+        if (self.state != ST_CLOSED and self.st is not None
+                and self.st.metrics is not NULL):
+            add_i(&self.st.metrics.connections, -1)
         free(self.ibuf)
         ob_free(&self.out)
         if self.fd >= 0:
@@ -280,6 +313,8 @@ cdef class Connection:
             n = recv(self.fd, self.ibuf + self.cur_len, self.icap - self.cur_len, 0)
             if n > 0:
                 self.cur_len += n
+        if n > 0 and self.st.clock_requests:
+            self.t_recv = now()
         if n == 0:
             if self.head_started or self.state == ST_DRAIN:
                 self.st.logger.debug("client %s closed mid-request", self.remote_addr)
@@ -327,6 +362,8 @@ cdef class Connection:
             # a client that trickles its head: say so, best effort, and close
             page = error_page(408, "Request Timeout")
             send(self.fd, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page), MSG_NOSIGNAL)
+            if self.st.metrics is not NULL:
+                record_reject(self.st.metrics, 408, now() - self.t_head)
             self.st.logger.debug("header timeout for %s", self.remote_addr)
         return WANT_CLOSE
 
@@ -339,6 +376,10 @@ cdef class Connection:
         if self.state == ST_CLOSED:
             return
         self.state = ST_CLOSED
+        if self.st.metrics is not NULL:
+            add_i(&self.st.metrics.connections, -1)
+            if self.environ is not None:     # closed mid-response (timeout, stop)
+                add_i(&self.st.metrics.in_flight, -1)
         try:
             self._close_iterable()
         except BaseException:
@@ -377,6 +418,7 @@ cdef class Connection:
                 continue
             if not self.head_started:
                 self.head_started = True
+                self.t_head = self.t_recv
                 self.deadline = now() + self.st.header_timeout
             try:
                 if self.proxy_pending:
@@ -389,9 +431,9 @@ cdef class Connection:
                     continue
                 if self.protocol == PROTO_UWSGI:
                     n = parse_uwsgi_head(self.parser, self.cur, self.cur_len,
-                                         self.st.base_environ)
+                                         self.base_environ)
                 else:
-                    n = self.parser.parse_head(self.cur, self.cur_len, self.st.base_environ)
+                    n = self.parser.parse_head(self.cur, self.cur_len, self.base_environ)
             except HttpParserError as exc:
                 return self._reject(exc)
             if n == 0:
@@ -438,15 +480,25 @@ cdef class Connection:
 
     cdef int _dispatch_request(self) except -2:
         """Run the app for the parsed request: -1 to go on serving, else the interest."""
+        cdef int rc
         if self.st.dispatch is not None:
             # threaded worker: the app runs in a pool thread, which owns the
             # connection until it hands it back (_resume_from_app)
             self._save_input()
             self.state = ST_APP
             self.deadline = 1e300        # the app's time is --timeout's business
+            if self.st.metrics is not NULL:
+                add_i(&self.st.metrics.queued, 1)
             self.st.dispatch(self)
             return WANT_NONE
-        return self._after_request(self._handle_request())
+        if self.st.metrics is NULL:
+            return self._after_request(self._handle_request())
+        add_i(&self.st.metrics.busy, 1)      # the loop thread runs the app
+        try:
+            rc = self._handle_request()
+        finally:
+            add_i(&self.st.metrics.busy, -1)
+        return self._after_request(rc)
 
     cdef int _after_request(self, int rc) except -2:
         """What follows a request: -1 to serve the next one, else the interest."""
@@ -469,6 +521,11 @@ cdef class Connection:
 
     cdef Py_ssize_t _proxy_header(self) except -1:
         cdef list found = []
+        if not self.trusted:
+            # a PROXY header names the client: only a peer of the listener's
+            # trust list may send one (fastwsgi/listeners.py)
+            raise UntrustedPeer("PROXY protocol header from a peer not in "
+                                "--forwarded-allow-ips")
         cdef Py_ssize_t n = parse_proxy_header(self.cur, self.cur_len, found)
         if n and found:
             self.remote_addr, self.remote_port = found[0], found[1]
@@ -478,8 +535,12 @@ cdef class Connection:
         """Serve the parsed request from an app thread (threaded workers): blocking
         I/O on this socket is fine here, the loop does not watch it meanwhile.  The
         caller hands the connection back to the loop afterwards."""
+        cdef Block* m = self.st.metrics
         self.slot = slot
         self.blocking_io = True
+        if m is not NULL:
+            add_i(&m.queued, -1)
+            add_i(&m.busy, 1)
         try:
             self.app_rc = self._handle_request()
         except BaseException:
@@ -487,6 +548,30 @@ cdef class Connection:
             raise
         finally:
             self.blocking_io = False
+            if m is not NULL:
+                add_i(&m.busy, -1)
+
+    # --- issue 11 (supervise), minimal version: conn's app_timed_out() replaces it ---
+    def app_timed_out(self):
+        """The app thread running this connection passed --timeout (called by the
+        worker's watchdog thread, with the GIL, while that thread is still in the
+        app).  504 if no response byte went out (returns 504), else 0; then the
+        socket is shut down both ways, so whatever the stuck thread does later
+        reaches no one, and the fd is closed only when the thread hands the
+        connection back.  -1: no app thread owns the connection."""
+        cdef bytes page
+        cdef int rc = 0
+        if self.state != ST_APP or self.fd < 0:
+            return -1
+        if not self.head_framed:
+            page = error_page(504, "Gateway Timeout")
+            send(self.fd, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page), MSG_NOSIGNAL)
+            self.status_code = 504
+            rc = 504
+        self.close_after = True
+        shutdown(self.fd, SHUT_RDWR)
+        return rc
+    # --- end of issue 11's minimal app_timed_out ---
 
     def resume(self):
         """Back on the loop thread after run_app(): returns the interest (Want)."""
@@ -526,6 +611,8 @@ cdef class Connection:
         cdef bytes page = error_page(exc.status_code, exc.reason)
         self.st.logger.debug("rejected request from %s: %s %s", self.remote_addr,
                              exc.status_code, exc)
+        if self.st.metrics is not NULL:
+            record_reject(self.st.metrics, exc.status_code, now() - self.t_head)
         ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
         self.cur_len = 0
         self.close_after = True
@@ -578,6 +665,7 @@ cdef class Connection:
         cdef dict environ = p.environ
         cdef InputStream inp = InputStream.__new__(InputStream)
         cdef object result
+        cdef double t, queue
         inp.conn = self
         if self.protocol == PROTO_HTTP:
             environ[K_REMOTE_ADDR] = self.remote_addr
@@ -590,6 +678,16 @@ cdef class Connection:
             if not environ.get(K_REMOTE_PORT):
                 environ[K_REMOTE_PORT] = self.remote_port
         environ[K_INPUT] = inp
+        if self.st.clock_requests:
+            t = now()
+            queue = t - self.t_head
+            if queue < 0 or self.t_head == 0:
+                self.t_head = t          # not read from a socket (in-process callers)
+                queue = 0.0
+            self.t_start = t
+            if self.st.timing_environ:
+                environ[K_REQUEST_START] = wall_time() - queue
+                environ[K_QUEUE_TIME] = queue
         self.environ = environ
         self.input = inp
         self.status = None
@@ -605,8 +703,8 @@ cdef class Connection:
         self.app_iter = None
         self.iterator = None
         self.dlen = 0
-        if self.st.access_log is not None:
-            self.t_start = now()
+        if self.st.metrics is not NULL:
+            add_i(&self.st.metrics.in_flight, 1)
         if self.trusted and self.st.forwarded is not None and (
                 p.forwarded or self.protocol != PROTO_HTTP):
             # over HTTP the parser flags the fields the handler reads, so most
@@ -629,7 +727,8 @@ cdef class Connection:
                     self._write_body(body)
                 if not self.head_framed:
                     self._frame_head()
-            elif type(result) is FileWrapper and self._try_sendfile(result):
+            elif type(result) is FileWrapper and not self.head_framed and self._try_sendfile(result):
+                # (after write() the head is out, maybe chunked: the file is iterated)
                 # the file stays open until sendfile is done: end the response then
                 if self.sf_fd >= 0 and not self._flush():
                     if not self.blocking_io:
@@ -655,6 +754,8 @@ cdef class Connection:
         if isinstance(exc, HttpParserError) and not self.head_framed:
             # the body the app was reading is malformed (bad chunk, too large)
             page = error_page(exc.status_code, exc.reason)
+            if self.st.metrics is not NULL:
+                note_reject(self.st.metrics, exc.status_code)
         else:
             self.st.logger.error("Error handling request %s %s",
                                  self.environ.get("REQUEST_METHOD"),
@@ -664,6 +765,9 @@ cdef class Connection:
             page = error_page(500, "Internal Server Error")
         self.status_code = (<int>exc.status_code if isinstance(exc, HttpParserError) else 500)
         self.status = None
+        if self.parser.is_head:
+            # an answer to HEAD has no body (RFC 9110 §9.3.2), an error page neither
+            page = page[:page.find(b"\r\n\r\n") + 4]
         ob_write(&self.out, PyBytes_AS_STRING(page), PyBytes_GET_SIZE(page))
         self.head_framed = True
         self.chunked = False
@@ -729,6 +833,7 @@ cdef class Connection:
 
     cdef int _end_response(self, bint complete) except -1:
         """Close the iterable, finish framing, drain the body, log, reset."""
+        cdef double t
         if self.iterator is not None:
             self.iterator = None
         if self.st.watchdog != NULL:
@@ -754,6 +859,12 @@ cdef class Connection:
                                    self.body_bytes, now() - self.t_start)
             except Exception as exc:
                 self.st.logger.error("access log failed", exc_info=exc)
+        if self.st.metrics is not NULL and self.environ is not None:
+            add_i(&self.st.metrics.in_flight, -1)
+            if self.status_code:
+                t = now()
+                record_response(self.st.metrics, self.status_code, t - self.t_head,
+                                self.t_start - self.t_head)
         self.st.requests += 1
         if self.st.max_requests and self.st.requests >= self.st.max_requests:
             self.st.stop_requested = True
@@ -1018,8 +1129,10 @@ cdef class Connection:
         while not self._flush():
             pfd.fd = self.fd
             pfd.events = POLLOUT
+            self._watch(False)       # a slow reader is not app time (--timeout)
             with nogil:
                 r = poll(&pfd, 1, ms)
+            self._watch(True)
             if r == 0:
                 raise ClientDisconnected("timed out writing to the client")
             if r < 0 and errno != EINTR:
@@ -1127,8 +1240,10 @@ cdef class Connection:
                 raise ClientDisconnected(f"recv failed: {os.strerror(errno)}")
             pfd.fd = self.fd
             pfd.events = POLLIN
+            self._watch(False)       # a slow uploader is not app time (--timeout)
             with nogil:
                 r = poll(&pfd, 1, ms)
+            self._watch(True)
             if r == 0:
                 raise ClientDisconnected("timed out reading the request body")
 

@@ -13,8 +13,11 @@ only: a spec can name code, never run arbitrary expressions. (``ast`` is importe
 for such specs only: a plain ``module:name`` is split without it.)
 
 Contract: ``load_app`` returns a callable or raises ``AppLoadError`` whose message
-is one line; when the app's own import fails it ends with the exception's last
-traceback line and where it was raised.
+is one line; when the app's own code fails (its import, its factory) the line ends
+with the exception's last traceback line and where the app raised it, and
+``AppLoadError.original`` keeps the exception: ``app_traceback(exc)`` formats its
+traceback with the app's frames only (fastwsgi's and importlib's are left out
+unless ``debug``), for the user to read before the one line.
 """
 
 import importlib
@@ -23,15 +26,13 @@ import os
 import sys
 import traceback
 
-from fastwsgi.errors import FastWSGIError
+from fastwsgi.errors import AppLoadError
 
-__all__ = ["AppLoadError", "load_app", "parse_app_spec"]
+__all__ = ["AppLoadError", "load_app", "parse_app_spec", "app_traceback",
+           "load_error_text"]
 
 DEFAULT_ATTRIBUTE = "application"
-
-
-class AppLoadError(FastWSGIError):
-    """The application could not be loaded; ``str()`` is one line saying why."""
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
 def _spec_error(spec, why):
@@ -93,17 +94,55 @@ def parse_app_spec(spec):
     return module, path, (args, kwargs)
 
 
+def _is_ours(filename):
+    """importlib's and fastwsgi's frames: noise in the traceback of an app's error."""
+    return "importlib" in filename or os.path.abspath(filename).startswith(_PACKAGE_DIR)
+
+
 def _last_line(exc):
-    """``Type: message (file.py, line N)`` for the innermost frame of ``exc``."""
+    """``Type: message (file.py, line N)`` for the innermost frame of the app's code."""
     summary = traceback.format_exception_only(type(exc), exc)[-1].strip()
     if isinstance(exc, SyntaxError) and exc.filename:
         return f"{summary} ({os.path.basename(exc.filename)}, line {exc.lineno})"
-    frames = traceback.extract_tb(exc.__traceback__)
-    # importlib's own frames are noise: name the last frame of user code.
-    for frame in reversed(frames):
-        if "importlib" not in frame.filename:
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if not _is_ours(frame.filename):
             return f"{summary} ({os.path.basename(frame.filename)}, line {frame.lineno})"
     return summary
+
+
+def _without_our_frames(te, seen):
+    """Drop importlib's and fastwsgi's frames from a TracebackException and the
+    exceptions chained to it (``seen``: a chain may loop)."""
+    if te is None or id(te) in seen:
+        return
+    seen.add(id(te))
+    te.stack = traceback.StackSummary.from_list(
+        [frame for frame in te.stack if not _is_ours(frame.filename)])
+    _without_our_frames(te.__cause__, seen)
+    _without_our_frames(te.__context__, seen)
+
+
+def app_traceback(error, debug=False):
+    """The traceback of the app's exception behind ``error`` (an AppLoadError), as
+    text ending with a newline, or "" when the app's code raised nothing.
+
+    Full paths, the app's frames only: fastwsgi's and importlib's are shown with
+    ``debug`` (``--log-level debug``) alone.
+    """
+    original = getattr(error, "original", None)
+    if original is None:
+        return ""
+    te = traceback.TracebackException.from_exception(original)
+    if not debug:
+        _without_our_frames(te, set())
+    return "".join(te.format())
+
+
+def load_error_text(error, debug=False):
+    """``error`` for a log line: its one line, after the app's traceback (on lines
+    of their own) when the app's code raised."""
+    text = app_traceback(error, debug)
+    return f"\n{text}{error}" if text else str(error)
 
 
 def _is_missing(module, missing):
@@ -120,9 +159,9 @@ def _import(module):
                 f"module {module!r} not found (searched the current directory "
                 f"{os.getcwd()!r} and sys.path)"
             ) from None
-        raise AppLoadError(f"cannot import {module!r}: {_last_line(exc)}") from None
+        raise AppLoadError(f"cannot import {module!r}: {_last_line(exc)}", exc) from None
     except (Exception, SystemExit) as exc:
-        raise AppLoadError(f"cannot import {module!r}: {_last_line(exc)}") from None
+        raise AppLoadError(f"cannot import {module!r}: {_last_line(exc)}", exc) from None
 
 
 def _put_cwd_first_on_path():
@@ -171,7 +210,7 @@ def load_app(spec, chdir=None):
         try:
             obj = obj(*args, **kwargs)
         except (Exception, SystemExit) as exc:
-            raise AppLoadError(f"factory {shown!r} raised {_last_line(exc)}") from None
+            raise AppLoadError(f"factory {shown!r} raised {_last_line(exc)}", exc) from None
         if not callable(obj):
             raise AppLoadError(f"factory {shown!r} returned {type(obj).__name__}, "
                                "which is not a WSGI callable")

@@ -18,7 +18,7 @@ from libc.string cimport memset
 
 from fastwsgi._connection cimport (Connection, ServerState, WANT_CLOSE, WANT_READ,
                                    WANT_WRITE, WANT_NONE, WANT_UNREGISTERED, ST_READ,
-                                   ST_APP, now)
+                                   ST_APP, PROTO_UWSGI, now)
 
 import collections
 import os
@@ -123,7 +123,8 @@ cdef class Loop:
     cdef int wake_r, wake_w
     cdef ServerState st
     cdef dict conns
-    cdef dict listeners          # fd -> (socket object, is_tcp)
+    cdef dict listeners          # fd -> (sock, is_tcp, protocol, proxy_protocol, trust,
+                                 #        trust memo, base environ, Listener)
     cdef dict addr_cache
     cdef bint accepting
     cdef bint stopping
@@ -158,8 +159,8 @@ cdef class Loop:
             raise OSError(errno, os.strerror(errno))
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._ctl(EPOLL_CTL_ADD, self.wake_r, EPOLLIN)
-        for sock in listeners:
-            self.add_listener(sock)
+        for listener in listeners:
+            self.add_listener(listener)
         self.accepting = True
 
     def __dealloc__(self):
@@ -192,10 +193,12 @@ cdef class Loop:
             raise OSError(errno, os.strerror(errno))
         return 0
 
-    def add_listener(self, sock, int protocol=0, bint proxy_protocol=False, trust=None):
-        """Accept on `sock`.  protocol: 0 HTTP, 1 uwsgi; proxy_protocol: a PROXY
-        header precedes each connection's first request; trust(remote_addr) -> bool
-        marks peers whose forwarded headers count (unix peers: trust("")).  """
+    def add_listener(self, listener):
+        """Accept on `listener` (a fastwsgi.listeners.Listener: .sock, .protocol 0
+        HTTP / 1 uwsgi, .proxy_protocol, .trust(remote_addr) -> bool or None,
+        .base_environ, .refused(remote_addr)).  Read once here: each accepted
+        connection gets its listener's protocol, trust and base environ."""
+        sock = listener.sock
         sock.setblocking(False)
         fd = sock.fileno()
         is_tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
@@ -205,7 +208,9 @@ cdef class Loop:
             # are there, so _accept can serve them without an epoll round
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
-        self.listeners[fd] = (sock, is_tcp, protocol, proxy_protocol, trust, {})
+        self.listeners[fd] = (sock, is_tcp, int(listener.protocol),
+                              bool(listener.proxy_protocol), listener.trust, {},
+                              <dict?>listener.base_environ, listener)
         if self.accepting or not self.stopping:
             # EPOLLEXCLUSIVE: with several workers on one socket, one wakes per connection
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE)
@@ -263,7 +268,8 @@ cdef class Loop:
             except Exception as exc:
                 self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
                 want = WANT_CLOSE
-            conn.interest = WANT_NONE
+            if conn.interest != WANT_UNREGISTERED:   # (see _dispatch)
+                conn.interest = WANT_NONE
             self._apply(conn, want)
         if self.threads and self.in_app < self.threads and len(self.conns) < self.max_connections:
             self._resume_accepting()
@@ -304,9 +310,7 @@ cdef class Loop:
                 remote = self._intern_addr(host)
                 port = host[:_put_uint(host, ntohs((<sockaddr_in6*>&addr).sin6_port))].decode("ascii")
             try:
-                conn = Connection(self.st, fd, remote, port)
-                conn.protocol = entry[2]
-                conn.proxy_pending = entry[3]
+                trusted = False
                 if entry[4] is not None:
                     # trust(remote) is a Python call; its answers are kept per
                     # listener (peers are few: the proxies), bounded like addr_cache
@@ -316,9 +320,21 @@ cdef class Loop:
                         trusted = bool(entry[4](remote))
                         if len(memo) < 4096:
                             memo[remote] = trusted
-                    conn.trusted = trusted
+                if entry[2] == PROTO_UWSGI and not trusted:
+                    # a uwsgi packet sets any CGI variable (REMOTE_ADDR, HTTPS,
+                    # REMOTE_USER): only the listener's trusted peers may send one
+                    c_close(fd)
+                    fd = -1
+                    entry[7].refused(remote)
+                    continue
+                conn = Connection(self.st, fd, remote, port)
+                conn.protocol = entry[2]
+                conn.proxy_pending = entry[3]
+                conn.trusted = trusted
+                conn.base_environ = <dict>entry[6]
             except BaseException:
-                c_close(fd)
+                if fd >= 0:
+                    c_close(fd)
                 raise
             self.conns[fd] = conn
             # serve what has arrived right away; only a connection that stays
@@ -407,6 +423,17 @@ cdef class Loop:
 
     cdef int _dispatch(self, Connection conn, uint32_t events) except -1:
         cdef int want
+        if conn.state == ST_APP:
+            # issue 11 (supervise): an app thread owns it, and a hang-up (epoll
+            # reports one even with no interest, e.g. after the watchdog shut a
+            # timed-out request's socket) must not close it under that thread:
+            # stop watching it until the thread hands it back (_resume_done)
+            try:
+                self._ctl(EPOLL_CTL_DEL, conn.fd, 0)
+            except OSError:
+                pass
+            conn.interest = WANT_UNREGISTERED
+            return 0
         try:
             if conn.interest == WANT_WRITE:
                 want = conn.on_writable()

@@ -51,6 +51,7 @@ from fastwsgi.errors import (
     InvalidRequestLine,
     InvalidTarget,
     RequestLineTooLong,
+    MethodTooLong,
     UnsupportedTransferCoding,
     UnsupportedVersion,
 )
@@ -128,6 +129,12 @@ cdef enum:
     MAX_CONTENT_LENGTH_DIGITS = 18
     MAX_CHUNK_SIZE_DIGITS = 15
 
+    # RFC 9112 §3: "A server that receives a method longer than any that it
+    # implements SHOULD respond with a 501 (Not Implemented)".  The app
+    # implements the methods, so the bound is generous: the longest registered
+    # method (IANA, "UPDATEREDIRECTREF") has 17 bytes.
+    MAX_METHOD = 32
+
     KNOWN_NAME_MAX = 32     # longest name in _KNOWN_NAMES (checked at import)
     KNOWN_MAX = 128         # capacity of the known-name table
     NAME_CACHE_SIZE = 256   # slots of the unknown-name -> environ key cache
@@ -151,7 +158,9 @@ cdef unsigned char _FIELD_VALUE[256]
 
 # RFC 9112 §3.2: request-target has no whitespace; RFC 3986 URI characters are
 # all visible ASCII.  Anything outside 0x21-0x7E (CTL, SP, DEL, >= 0x80) is
-# rejected rather than guessed at.
+# rejected rather than guessed at, and so is "\\": no URI has one, and front
+# ends disagree on it (some turn it into "/", which changes the path a
+# prefix rule sees).
 cdef unsigned char _TARGET[256]
 
 # RFC 3986 §3.2.2: reg-name = *( unreserved / pct-encoded / sub-delims )
@@ -170,7 +179,7 @@ cdef void _init_tables():
     for c in range(256):
         _TCHAR[c] = (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
         _FIELD_VALUE[c] = c == HTAB or c == SP or (0x21 <= c <= 0x7E) or c >= 0x80
-        _TARGET[c] = 0x21 <= c <= 0x7E
+        _TARGET[c] = 0x21 <= c <= 0x7E and c != 92      # 92: backslash
         _HOST[c] = (48 <= c <= 57) or (65 <= c <= 90) or (97 <= c <= 122)
         _HEX[c] = -1
         _LOWER[c] = c + 32 if 65 <= c <= 90 else c
@@ -382,6 +391,21 @@ cdef inline Py_ssize_t _partial_line(const unsigned char* p, Py_ssize_t start, P
 
 # ---------------------------------------------------------------------------
 # Grammar pieces
+
+cdef inline int _check_method_length(const unsigned char* p, Py_ssize_t start,
+                                     Py_ssize_t end) except -1:
+    """MethodTooLong (501) once the request line seen so far (p[start:end]) starts
+    with more than MAX_METHOD token bytes: decided on at most MAX_METHOD + 1
+    bytes, so a long method gets the same answer at every split and before the
+    414 of a long request line."""
+    cdef Py_ssize_t k = start
+    cdef Py_ssize_t stop = end if end - start <= MAX_METHOD else start + MAX_METHOD + 1
+    while k < stop and _TCHAR[p[k]]:
+        k += 1
+    if k - start > MAX_METHOD:
+        raise MethodTooLong("method longer than any implemented")
+    return 0
+
 
 cdef object _method_str(const unsigned char* p, Py_ssize_t n):
     # RFC 9110 §9.1: "The method token is case-sensitive": only exact
@@ -708,9 +732,10 @@ cdef class RequestParser:
             # The limits are judged first, on the bytes up to the LF (or up to
             # the byte that shows a CR is bare) exactly as if they had arrived
             # alone: the answer must not depend on how the input was split.
-            if (self.scan_lines == 0 and
-                    _partial_line(p, self.scan_line_start, i) > limits.max_request_line):
-                raise RequestLineTooLong("request line longer than max_request_line")
+            if self.scan_lines == 0:
+                _check_method_length(p, self.scan_line_start, i)
+                if _partial_line(p, self.scan_line_start, i) > limits.max_request_line:
+                    raise RequestLineTooLong("request line longer than max_request_line")
             if i - self.scan_head_start > limits.max_header_bytes:
                 raise HeadersTooLarge("head larger than max_header_bytes")
             if bare_cr:
@@ -839,7 +864,7 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
     cdef const unsigned char* q
     cdef bint http11, asterisk = False, absolute = False, underscore
     cdef bint cl_seen = False, te_seen = False, expect_100 = False, expect_bad = False
-    cdef bint forwarded = False
+    cdef bint forwarded = False, content_type_seen = False
     cdef int host_lines = 0, conn = 0
     cdef long long cl = -1
     cdef dict env
@@ -864,6 +889,8 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
         i += 1
     t1 = i
     if i < rl_end and p[i] != SP:
+        if p[i] == 92:
+            raise InvalidTarget("backslash in request-target")
         raise InvalidTarget("request-target byte outside 0x21-0x7E")
     if t1 == t0:
         raise InvalidRequestLine("empty request-target (extra SP?)")
@@ -872,13 +899,16 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
         raise InvalidRequestLine("missing HTTP-version")
     # RFC 9112 §2.3: HTTP-version = "HTTP" "/" DIGIT "." DIGIT, case-sensitive
     v0 = t1 + 1
-    if rl_end - v0 == 8 and memcmp(p + v0, b"HTTP/1.", 7) == 0 and (p[v0 + 7] == b'1' or p[v0 + 7] == b'0'):
-        http11 = p[v0 + 7] == b'1'
+    if rl_end - v0 == 8 and memcmp(p + v0, b"HTTP/1.", 7) == 0 and 48 <= p[v0 + 7] <= 57:
+        # RFC 9110 §2.5: a recipient receiving a higher minor version of a major
+        # version it implements processes the message as the highest minor
+        # version it implements: HTTP/1.2 .. HTTP/1.9 are served as HTTP/1.1
+        # (SERVER_PROTOCOL "HTTP/1.1").
+        http11 = p[v0 + 7] != b'0'
     elif (rl_end - v0 == 8 and memcmp(p + v0, b"HTTP/", 5) == 0 and 48 <= p[v0 + 5] <= 57
             and p[v0 + 6] == b'.' and 48 <= p[v0 + 7] <= 57):
-        # RFC 9110 §15.6.6: 505 for a major version we do not support; 1.x
-        # minors above 1 would be compatible, but none exist: be exact.
-        raise UnsupportedVersion("only HTTP/1.1 and HTTP/1.0 are supported")
+        # RFC 9110 §15.6.6: 505 for a major version we do not support
+        raise UnsupportedVersion("only HTTP/1.x is supported")
     else:
         raise InvalidRequestLine("malformed HTTP-version")
 
@@ -993,11 +1023,24 @@ cdef int _parse_head(RequestParser self, const unsigned char* p, Py_ssize_t star
             host_lines += 1
             if host_lines > 1:
                 raise InvalidHeader("more than one Host field line")
-            # RFC 9110 §7.2: a client whose target URI has no authority "MUST
-            # send a Host header field with an empty field value" -- so empty is
-            # valid; anything else must be a uri-host[:port].
-            if f1 > f0 and not _valid_host(p + f0, f1 - f0):
+            # RFC 9110 §7.2 lets a client send an empty Host when its target
+            # URI has no authority -- but an http(s) URI always has one, and
+            # RFC 9110 §4.2.1 says a recipient MUST reject an http URI with an
+            # empty host as invalid (RFC 9112 §3.3: the target URI's authority
+            # is the Host value).  Empty is accepted only beside an
+            # absolute-form target, whose authority wins (§3.2.2).
+            if f1 == f0:
+                if not absolute:
+                    raise InvalidHeader("empty Host")
+            elif not _valid_host(p + f0, f1 - f0):
                 raise InvalidHeader("Host is not a valid uri-host[:port]")
+        elif hid == H_CONTENT_TYPE:
+            # RFC 9110 §5.3: only list-valued fields may repeat; joining two
+            # media types ("text/plain, text/html") makes a value no one sent,
+            # and a front end may have used the other one
+            if content_type_seen:
+                raise InvalidHeader("more than one Content-Type field line")
+            content_type_seen = True
         elif hid == H_CONTENT_LENGTH:
             # RFC 9112 §6.3: an invalid Content-Length makes the framing
             # invalid: "the server MUST respond with a 400".  The repeated

@@ -19,7 +19,7 @@ and given back in inet_ntop's canonical form, ports as decimal strings.
 
 from libc.string cimport memchr, memcmp, memcpy
 
-from fastwsgi.errors import InvalidRequestLine
+from fastwsgi.errors import ProxyProtocolError
 
 cdef extern from "arpa/inet.h":
     int inet_pton(int af, const char* src, void* dst)
@@ -36,10 +36,6 @@ cdef enum:
 
 cdef const char* V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"     # 12 bytes
 cdef const char* V1_SIG = b"PROXY "
-
-
-class ProxyProtocolError(InvalidRequestLine):
-    """The connection does not start with a valid PROXY protocol header."""
 
 
 cdef Py_ssize_t parse_proxy_header(const char* buf, Py_ssize_t n, list out) except -1:

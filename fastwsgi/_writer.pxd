@@ -12,6 +12,8 @@
 #
 # On a ResponseError from write_head_start the caller rolls back with ob.len = mark:
 # nothing of a rejected head ever reaches the socket (no response splitting).
+# The response-header policy (statuses, hop-by-hop, 204/304, Server, Date) is
+# written out once, above write_head_start in _writer.pyx.
 
 cdef struct OutBuf:
     char* data
@@ -22,7 +24,8 @@ cdef struct RespInfo:
     int status_code
     long long content_length      # from the app's Content-Length, -1 when absent
     bint app_close                # the app sent Connection: close
-    bint no_body                  # 1xx, 204, 304: never a body, never framing headers
+    bint no_body                  # 204, 304: no body, and the app's Content-Length /
+                                  # Transfer-Encoding were dropped (1xx is refused)
 
 cdef int ob_reserve(OutBuf* ob, Py_ssize_t extra) except -1
 cdef int ob_write(OutBuf* ob, const char* p, Py_ssize_t n) except -1

@@ -2,15 +2,21 @@
 """Compiled response framing: status line, headers, Date cache, chunked framing.
 
 Contract: everything here appends to a growable C buffer (OutBuf) owned by the
-caller; nothing is sent.  write_head_start validates what the application gave to
-start_response (PEP 3333 §"The start_response() Callable") and raises
-fastwsgi.errors.ResponseError for a bad status, a header that is not a (str, str)
-pair, a name that is not an RFC 9110 token, or a value with CR, LF, NUL or another
-control character (response splitting).  The Date header is formatted at most
-once per second.  The Python-level helpers at the bottom exist for the tests.
+caller; nothing is sent.  write_head_start frames what the application gave to
+start_response (PEP 3333 §"The start_response() Callable") under the
+response-header policy written out above it -- the one place those rules live --
+and raises fastwsgi.errors.ResponseError for anything the policy refuses (a status
+that is not a final "NNN reason" of 200-599, a header that is not a (str, str)
+pair, a name that is not an RFC 9110 token, a value with CR, LF, NUL or another
+control character).  It reads the app's strings through pointers only while it
+holds a reference to the exact str they point into.  The Date header is
+formatted at most once per second.  The Python-level helpers at the bottom exist
+for the tests.
 """
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE, PyBytes_FromStringAndSize
+from cpython.tuple cimport PyTuple_Check, PyTuple_GET_SIZE, PyTuple_GET_ITEM
+from cpython.unicode cimport PyUnicode_Check, PyUnicode_FromObject
 from libc.stdlib cimport malloc, realloc, free
 from libc.string cimport memcpy, memmove
 from libc.time cimport time_t, time, tm
@@ -35,10 +41,22 @@ cdef extern from "time.h" nogil:
 # Emptied first-size buffers wait here for the next response instead of going
 # back to malloc: a keep-alive request then costs no malloc/free pair.  One pool
 # per process, bounded (OB_POOL_MAX * OB_FIRST = 256 KiB at most), and touched
-# only with the GIL held.
+# only with the GIL held -- so a free-threaded build (Py_GIL_DISABLED: app
+# threads frame heads in parallel) has no pool, and formats Date per response
+# instead of sharing the cached line.
 cdef enum:
     OB_FIRST = 4096
     OB_POOL_MAX = 64
+
+cdef extern from *:
+    """
+    #ifdef Py_GIL_DISABLED
+    #define FW_SHARED_CACHES 0
+    #else
+    #define FW_SHARED_CACHES 1
+    #endif
+    """
+    const bint FW_SHARED_CACHES
 
 cdef char* _ob_pool[OB_POOL_MAX]
 cdef int _ob_pooled = 0
@@ -51,7 +69,7 @@ cdef int ob_reserve(OutBuf* ob, Py_ssize_t extra) except -1:
     cdef char* p
     if need <= ob.cap:
         return 0
-    if ob.cap == 0 and need <= OB_FIRST and _ob_pooled:
+    if FW_SHARED_CACHES and ob.cap == 0 and need <= OB_FIRST and _ob_pooled:
         _ob_pooled -= 1
         ob.data = _ob_pool[_ob_pooled]
         ob.cap = OB_FIRST
@@ -91,7 +109,7 @@ cdef void ob_consume(OutBuf* ob, Py_ssize_t n) noexcept:
 
 cdef void ob_free(OutBuf* ob) noexcept:
     global _ob_pooled
-    if ob.cap == OB_FIRST and _ob_pooled < OB_POOL_MAX:
+    if FW_SHARED_CACHES and ob.cap == OB_FIRST and _ob_pooled < OB_POOL_MAX:
         _ob_pool[_ob_pooled] = ob.data
         _ob_pooled += 1
     else:
@@ -143,11 +161,10 @@ cdef inline void _two(char* p, int v) noexcept:
     p[1] = <char>(48 + v % 10)
 
 
-cdef void _format_date(time_t now) noexcept:
-    """'Date: Sun, 06 Nov 1994 08:49:37 GMT\\r\\n' without strftime (no locale)."""
-    global DATE_LEN, DATE_AT
+cdef void _format_date_into(char* p, time_t now) noexcept:
+    """'Date: Sun, 06 Nov 1994 08:49:37 GMT\\r\\n' (37 bytes at p) without strftime
+    (no locale)."""
     cdef tm t
-    cdef char* p = DATE_LINE
     cdef int year
     gmtime_r(&now, &t)
     memcpy(p, b"Date: ", 6)
@@ -168,18 +185,63 @@ cdef void _format_date(time_t now) noexcept:
     p[28] = b":"
     _two(p + 29, t.tm_sec)
     memcpy(p + 31, b" GMT\r\n", 6)
+
+
+cdef void _format_date(time_t now) noexcept:
+    global DATE_LEN, DATE_AT
+    _format_date_into(DATE_LINE, now)
     DATE_LEN = 37
     DATE_AT = now
 
 
 cdef int write_date(OutBuf* ob) except -1:
     cdef time_t now = time(NULL)
+    cdef char line[40]
+    if not FW_SHARED_CACHES:
+        _format_date_into(line, now)
+        return ob_write(ob, line, 37)
     if now != DATE_AT:
         _format_date(now)
     return ob_write(ob, DATE_LINE, DATE_LEN)
 
 
-# --- status line and headers ---------------------------------------------------------
+# --- the response-header policy ----------------------------------------------------
+#
+# What an application may put in start_response(), and what the server does with
+# it.  Every rule that depends only on the status and the headers is enforced
+# here, in write_head_start; the framing the server adds (Content-Length or
+# chunked, nothing for HEAD/204/304, Connection: close or keep-alive) depends on
+# the request and the connection, and the connection chooses it from the RespInfo
+# filled here.  Anything refused is a ResponseError: the connection answers 500
+# and logs it (nothing of a refused head reaches the socket).
+#
+#   status         "NNN reason" (PEP 3333; RFC 9112 §4 status-line): 3 digits, SP,
+#                  a reason of HTAB / SP / VCHAR / obs-text.  The code is a final
+#                  status, 200-599 (RFC 9110 §15): 1xx never -- an interim answer
+#                  is the server's (100 Continue), and a client reads the response
+#                  after any 1xx as this request's answer; 101 would switch to a
+#                  protocol we do not speak -- and 600-999 are no status at all.
+#   str types      status, names and values are str (PEP 3333 native strings; a
+#                  str subclass such as StrEnum is copied to a plain str first),
+#                  latin-1 only; bytes where str is due is refused.
+#   names          RFC 9110 §5.6.2 tokens (no ':', no whitespace, no CTL).
+#   values         field-vchar / SP / HTAB / obs-text (RFC 9110 §5.5): CR, LF, NUL
+#                  and every other CTL refused (no response splitting).
+#   Connection, Keep-Alive, Proxy-Connection, TE, Transfer-Encoding
+#                  connection-specific (RFC 9110 §7.6.1), the server's business
+#                  (PEP 3333 forbids hop-by-hop headers to applications): dropped.
+#                  A "close" token in the app's Connection is honoured (app_close).
+#   Upgrade        passed through: a 426 must carry it (RFC 9110 §15.5.22); the
+#                  server never switches protocols (101 is refused above).
+#   Content-Length digits only, at most once; the connection sends no more body
+#                  than it declares (and closes if the app sends less).
+#   204, 304       no body and no Content-Length / Transfer-Encoding (RFC 9110 §8.6,
+#                  §15.3.5, §15.4.5; RFC 9112 §6.1, §6.3): the app's are dropped
+#                  silently, as waitress does -- frameworks send "Content-Length: 0"
+#                  with a 204 -- and the connection discards any body (no_body).
+#   Server, Date   added unless the app sent its own (RFC 9110 §10.2.4, §6.6.1).
+#   HEAD           (the connection) the headers a GET would get, no body
+#                  (RFC 9110 §9.3.2).
 
 cdef inline bint _ieq(const unsigned char* p, Py_ssize_t n, const char* lower) noexcept:
     """Case-insensitive compare of p[:n] against a lowercase ASCII literal of length n."""
@@ -188,6 +250,44 @@ cdef inline bint _ieq(const unsigned char* p, Py_ssize_t n, const char* lower) n
         if (p[i] | 0x20) != <unsigned char>lower[i]:
             return False
     return True
+
+
+cdef enum HeaderKind:
+    H_OTHER              # sent as given
+    H_DROP               # connection-specific: never sent from the app
+    H_CONNECTION         # dropped, its "close" token honoured
+    H_CONTENT_LENGTH
+    H_SERVER
+    H_DATE
+
+
+cdef inline HeaderKind _header_kind(const unsigned char* p, Py_ssize_t n) noexcept:
+    """Which rule of the policy above a header name falls under (by length first:
+    most names match no length here and cost one switch)."""
+    if n == 14:
+        if _ieq(p, 14, b"content-length"):
+            return H_CONTENT_LENGTH
+    elif n == 10:
+        if _ieq(p, 10, b"connection"):
+            return H_CONNECTION
+        if _ieq(p, 10, b"keep-alive"):
+            return H_DROP
+    elif n == 17:
+        if _ieq(p, 17, b"transfer-encoding"):
+            return H_DROP
+    elif n == 16:
+        if _ieq(p, 16, b"proxy-connection"):
+            return H_DROP
+    elif n == 2:
+        if _ieq(p, 2, b"te"):
+            return H_DROP
+    elif n == 6:
+        if _ieq(p, 6, b"server"):
+            return H_SERVER
+    elif n == 4:
+        if _ieq(p, 4, b"date"):
+            return H_DATE
+    return H_OTHER
 
 
 cdef inline bint _has_close_token(const unsigned char* p, Py_ssize_t n) noexcept:
@@ -207,48 +307,81 @@ cdef inline bint _has_close_token(const unsigned char* p, Py_ssize_t n) noexcept
     return False
 
 
-cdef inline const unsigned char* _latin1(object s, Py_ssize_t* n, str what) except NULL:
-    """The bytes of a str whose characters all fit latin-1 (PEP 3333 native strings)."""
-    if not PyUnicode_CheckExact(s):
-        if isinstance(s, str):
-            s = str(s)
-        else:
-            raise ResponseError(f"{what} must be str, not {type(s).__name__}")
+# --- app strings: hold what you point into -------------------------------------------
+#
+# The head is framed from pointers into the application's str objects.  Each
+# pointer comes from _chars() on an exact str that the caller keeps in a local
+# for as long as it reads through the pointer.  (The old _latin1 returned a
+# pointer into a temporary str(s) of a str subclass, freed on return: a later
+# allocation reused it, and a header went out as "value-value: value-value".)
+
+cdef inline str _native(object s, str what):
+    """s as an exact str.  A str subclass (enum.StrEnum, markupsafe.Markup) is
+    copied to a plain str by PyUnicode_FromObject, which reads its characters
+    and never calls a __str__ the subclass may override; the copy is the
+    caller's to hold.  PyUnicode_Check reads the type's flags, so an object
+    that only claims to be a str (a __class__ property) is refused."""
+    if PyUnicode_CheckExact(s):
+        return <str>s
+    if PyUnicode_Check(s):
+        return PyUnicode_FromObject(s)
+    raise ResponseError(f"{what} must be str, not {_type_name(s)}")
+
+
+cdef inline const unsigned char* _chars(str s, Py_ssize_t* n, str what) except NULL:
+    """The characters of an exact str whose characters all fit latin-1 (one byte
+    each, as PEP 3333 requires of native strings).  Valid while s is alive."""
     if PyUnicode_KIND(s) != PyUnicode_1BYTE_KIND:
-        raise ResponseError(f"{what} is not latin-1 encodable: {s!r}")
+        raise ResponseError(f"{what} is not latin-1 encodable: {_clip(s)}")
     n[0] = PyUnicode_GET_LENGTH(s)
     return <const unsigned char*>PyUnicode_DATA(s)
 
 
+cdef str _clip(str s):
+    """An exact str's repr for an error message, at most 80 characters: a 1 MB
+    header must not become a 1 MB log line.  (Only exact strs: repr() of an app
+    object would run its code.)"""
+    cdef str r = repr(s[:80])
+    return r if len(r) <= 80 and len(s) <= 80 else r[:77] + "..."
+
+
+cdef str _type_name(object o):
+    return type(o).__name__
+
+
+# --- status line and headers ---------------------------------------------------------
+
 cdef int write_head_start(OutBuf* ob, object status, object headers, bytes server_line,
                           RespInfo* info) except -1:
-    cdef Py_ssize_t n, vn, i
+    """The status line and the app's headers under the policy above, then Server
+    and Date.  Ends without the blank line: the connection adds its framing."""
+    cdef Py_ssize_t n = 0, vn = 0, i
     cdef const unsigned char* p
     cdef const unsigned char* v
     cdef int code
     cdef bint saw_server = False, saw_date = False
-    cdef object item, name, value
+    cdef HeaderKind kind
+    cdef str st, name, value    # exact strs: they keep alive what p and v point into
+    cdef object item
 
     info.content_length = -1
     info.app_close = False
 
-    # status: "NNN reason" (PEP 3333), a native str
-    if isinstance(status, bytes):
-        raise ResponseError(f"status must be str, not bytes: {status!r}")
-    p = _latin1(status, &n, "status")
+    st = _native(status, "status")
+    p = _chars(st, &n, "status")
     if n < 4 or p[3] != 32:
-        raise ResponseError(f"status must look like '200 OK': {status!r}")
+        raise ResponseError(f"status must look like '200 OK': {_clip(st)}")
     for i in range(3):
         if p[i] < 48 or p[i] > 57:
-            raise ResponseError(f"status must start with three digits: {status!r}")
+            raise ResponseError(f"status must start with three digits: {_clip(st)}")
     code = (p[0] - 48) * 100 + (p[1] - 48) * 10 + (p[2] - 48)
-    if code < 100:
-        raise ResponseError(f"status code out of range: {status!r}")
+    if code < 200 or code > 599:
+        raise ResponseError(f"status code must be a final status, 200-599: {_clip(st)}")
     for i in range(4, n):
         if not VALUE_OK[p[i]]:
-            raise ResponseError(f"control character in status: {status!r}")
+            raise ResponseError(f"control character in status: {_clip(st)}")
     info.status_code = code
-    info.no_body = code < 200 or code == 204 or code == 304
+    info.no_body = code == 204 or code == 304
     ob_reserve(ob, n + 11)
     memcpy(ob.data + ob.len, b"HTTP/1.1 ", 9)
     memcpy(ob.data + ob.len + 9, p, n)
@@ -257,37 +390,41 @@ cdef int write_head_start(OutBuf* ob, object status, object headers, bytes serve
 
     if not (PyList_CheckExact(headers) or PyTuple_CheckExact(headers)):
         if not isinstance(headers, (list, tuple)):
-            raise ResponseError(f"headers must be a list, not {type(headers).__name__}")
+            raise ResponseError(f"headers must be a list, not {_type_name(headers)}")
     for item in headers:
-        if not PyTuple_CheckExact(item) or len(<tuple>item) != 2:
-            if not (isinstance(item, tuple) and len(item) == 2):
-                raise ResponseError(f"header must be a (name, value) tuple: {item!r}")
-        name = (<tuple>item)[0]
-        value = (<tuple>item)[1]
-        p = _latin1(name, &n, "header name")
-        v = _latin1(value, &vn, "header value")
+        # PyTuple_GET_SIZE, not len(): a tuple subclass's __len__ may lie, and the
+        # two items are then read without a bounds check
+        if not PyTuple_Check(item) or PyTuple_GET_SIZE(item) != 2:
+            raise ResponseError(f"header must be a (name, value) tuple, not {_type_name(item)}"
+                                + (f" of {PyTuple_GET_SIZE(item)} items" if PyTuple_Check(item) else ""))
+        name = _native(<object>PyTuple_GET_ITEM(item, 0), "header name")
+        value = _native(<object>PyTuple_GET_ITEM(item, 1), "header value")
+        p = _chars(name, &n, "header name")
+        v = _chars(value, &vn, "header value")
         if n == 0:
             raise ResponseError("empty header name")
         for i in range(n):
             if not TCHAR[p[i]]:
-                raise ResponseError(f"invalid character in header name {name!r}")
+                raise ResponseError(f"invalid character in header name {_clip(name)}")
         for i in range(vn):
             if not VALUE_OK[v[i]]:
-                raise ResponseError(f"control character in header {name!s}: {value!r}")
-        # hop-by-hop headers are the server's business (PEP 3333 §"Other HTTP Features")
-        if n == 14 and _ieq(p, 14, b"content-length"):
+                raise ResponseError(f"control character in header {_clip(name)}: {_clip(value)}")
+        kind = _header_kind(p, n)
+        if kind == H_CONTENT_LENGTH:
+            if info.no_body:
+                continue
             if info.content_length >= 0:
                 raise ResponseError("duplicate Content-Length header")
             info.content_length = _parse_length(v, vn, value)
-        elif n == 10 and _ieq(p, 10, b"connection"):
+        elif kind == H_CONNECTION:
             if _has_close_token(v, vn):
                 info.app_close = True
             continue
-        elif (n == 17 and _ieq(p, 17, b"transfer-encoding")) or (n == 10 and _ieq(p, 10, b"keep-alive")):
+        elif kind == H_DROP:
             continue
-        elif n == 6 and _ieq(p, 6, b"server"):
+        elif kind == H_SERVER:
             saw_server = True
-        elif n == 4 and _ieq(p, 4, b"date"):
+        elif kind == H_DATE:
             saw_date = True
         ob_reserve(ob, n + vn + 4)
         memcpy(ob.data + ob.len, p, n)
@@ -304,14 +441,15 @@ cdef int write_head_start(OutBuf* ob, object status, object headers, bytes serve
     return 0
 
 
-cdef long long _parse_length(const unsigned char* v, Py_ssize_t n, object value) except -2:
+cdef long long _parse_length(const unsigned char* v, Py_ssize_t n, str value) except -2:
+    """The app's Content-Length: 1 to 18 digits (no sign, no list, no spaces)."""
     cdef long long r = 0
     cdef Py_ssize_t i
     if n == 0 or n > 18:
-        raise ResponseError(f"invalid Content-Length from the application: {value!r}")
+        raise ResponseError(f"invalid Content-Length from the application: {_clip(value)}")
     for i in range(n):
         if v[i] < 48 or v[i] > 57:
-            raise ResponseError(f"invalid Content-Length from the application: {value!r}")
+            raise ResponseError(f"invalid Content-Length from the application: {_clip(value)}")
         r = r * 10 + (v[i] - 48)
     return r
 
@@ -362,12 +500,14 @@ cdef int write_chunk(OutBuf* ob, const char* p, Py_ssize_t n) except -1:
     return 0
 
 
-# --- Python-level helpers (tests, error pages) ---------------------------------------
+# --- Python-level helpers (tests) ----------------------------------------------------
 
 def frame_head(status, headers, server="fastwsgi"):
-    """Status line + validated headers + Server + Date, without the final CRLF.
+    """write_head_start as the connection calls it: status line, validated headers,
+    Server, Date, without the final CRLF.
 
-    Returns (bytes, status_code, content_length or -1, app_close)."""
+    Returns (bytes, status_code, content_length or -1, app_close); RespInfo's
+    no_body is status_code in (204, 304)."""
     cdef OutBuf ob
     cdef RespInfo info
     ob.data = NULL
@@ -381,12 +521,25 @@ def frame_head(status, headers, server="fastwsgi"):
         ob_free(&ob)
 
 
-def frame_chunk(bytes data):
+def frame_chunk(bytes data not None):
+    """write_chunk's framing of one chunk (b"" frames to nothing)."""
     cdef OutBuf ob
     ob.data = NULL
     ob.len = ob.cap = 0
     try:
         write_chunk(&ob, PyBytes_AS_STRING(data), PyBytes_GET_SIZE(data))
+        return PyBytes_FromStringAndSize(ob.data, ob.len)
+    finally:
+        ob_free(&ob)
+
+
+def frame_content_length(long long n):
+    """The Content-Length line write_content_length frames for n."""
+    cdef OutBuf ob
+    ob.data = NULL
+    ob.len = ob.cap = 0
+    try:
+        write_content_length(&ob, n)
         return PyBytes_FromStringAndSize(ob.data, ob.len)
     finally:
         ob_free(&ob)

@@ -1,15 +1,20 @@
 """Every fastwsgi setting, declared once.
 
 Each ``Setting`` names its config key, CLI flags, environment variable, validator,
-default and help text; the command line (``build_parser``), the pyproject table,
-the Python config file, the environment, the Python API (``Config.from_options``)
-and the docs (``settings_markdown``) all derive from the ``SETTINGS`` table below.
-To add a setting, append one ``Setting(...)`` to that table: nothing else changes.
+default and help text; the command line (``fastwsgi.cli.build_parser``), the
+pyproject table, the Python config file, the environment, the Python API
+(``Config.from_options``) and the docs (``settings_markdown``) all derive from the
+``SETTINGS`` table below.  To add a setting, append one ``Setting(...)`` to that
+table: nothing else changes.  gunicorn's spellings are the ``aliases`` column;
+gunicorn settings with no fastwsgi equivalent are judged by fastwsgi._gunicorn.
 
-``load_config(argv)`` merges the sources, later ones winning::
+``resolve(args)`` merges the sources, later ones winning (``args``: the command
+line as fastwsgi.cli parsed it; ``fastwsgi.cli.load_config(argv)`` does both)::
 
-    defaults < [tool.fastwsgi] in ./pyproject.toml < -c/--config FILE.py
-             < FASTWSGI_<NAME> environment variables < command line
+    defaults < WEB_CONCURRENCY (workers) < [tool.fastwsgi] in ./pyproject.toml
+             < -c/--config FILE.py (default: ./fastwsgi.conf.py if it exists)
+             < FASTWSGI_<NAME> environment variables < FASTWSGI_CMD_ARGS
+             < command line
 
 Contract: a value is validated where it is read, and a bad value from any source
 (even one a later source overrides) raises ``ConfigError`` whose message is one
@@ -26,7 +31,7 @@ import sys
 import types
 from collections import namedtuple
 
-from fastwsgi.errors import FastWSGIError
+from fastwsgi.errors import ConfigError, FastWSGIError
 
 # A plain server process keeps every module it imports for its lifetime, so the
 # modules that only some settings need are imported where they are used: argparse
@@ -40,19 +45,17 @@ __all__ = [
     "Config",
     "BindAddress",
     "parse_bind",
-    "load_config",
-    "build_parser",
+    "resolve",
     "settings_markdown",
     "DEFAULT_ACCESS_LOG_FORMAT",
     "ENV_PREFIX",
+    "DEFAULT_CONFIG_FILE",
 ]
 
 ENV_PREFIX = "FASTWSGI_"
 DEFAULT_ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"'
-
-
-class ConfigError(FastWSGIError, ValueError):
-    """A setting has a bad value; ``str()`` is one line naming source and setting."""
+# loaded when no -c/FASTWSGI_CONFIG names one, as gunicorn loads ./gunicorn.conf.py
+DEFAULT_CONFIG_FILE = "fastwsgi.conf.py"
 
 
 # --------------------------------------------------------------------------- validators
@@ -187,6 +190,23 @@ def header_value(value):
     return value
 
 
+def optional_header_value(value):
+    """None, or a header_value (an empty string is None: no header)."""
+    if value is None:
+        return None
+    return header_value(value) or None
+
+
+def user_spec(value):
+    from fastwsgi.privileges import user_id
+    return user_id(value)
+
+
+def group_spec(value):
+    from fastwsgi.privileges import group_id
+    return group_id(value)
+
+
 def root_path(value):
     """SCRIPT_NAME prefix: "" or "/path" (a trailing slash is dropped)."""
     value = string(value)
@@ -250,6 +270,39 @@ def access_log_format(value):
     return value
 
 
+def status_address(value):
+    """--status-bind: a TCP HOST:PORT (or None: off); needs prometheus_client."""
+    value = optional_string(value)
+    if value is None:
+        return None
+    addr = parse_bind(value)
+    if addr.kind != "tcp" or addr.protocol:
+        raise ValueError(f"expected HOST:PORT or [IPv6]:PORT, got {_got(value)}")
+    from fastwsgi.metrics import require_prometheus_client
+    require_prometheus_client()      # ValueError: the extra is not installed
+    return str(addr)
+
+
+def otel_switch(value):
+    """--otel: true needs the otel extra (OpenTelemetry's API) installed."""
+    value = boolean(value)
+    if value:
+        from fastwsgi.otel import require_opentelemetry
+        require_opentelemetry()
+    return value
+
+
+def callable_spec(value):
+    """MODULE:FUNCTION, imported when used (or None: off)."""
+    value = optional_string(value)
+    if value is None:
+        return None
+    module, sep, name = value.partition(":")
+    if not sep or not all(part.isidentifier() for part in module.split(".") + name.split(".")):
+        raise ValueError(f"expected MODULE:FUNCTION, got {_got(value)}")
+    return value
+
+
 def hook(*params):
     """A callable taking exactly ``params`` positionally, or None."""
 
@@ -270,6 +323,85 @@ def hook(*params):
 
     validate.params = params
     return validate
+
+
+def post_request_hook(value):
+    """gunicorn's post_request: (worker, req), (worker, req, environ) or (worker, req,
+    environ, resp); returned as a callable taking all four."""
+    if value is None:
+        return None
+    for count in (4, 3, 2):
+        try:
+            checked = hook(*("worker", "req", "environ", "resp")[:count])(value)
+        except ValueError:
+            continue
+        return _adapt(checked, count)
+    raise ValueError("expected a callable taking (worker, req[, environ[, resp]]), "
+                     f"got {_got(value)}")
+
+
+def _adapt(func, count):
+    if count == 4:
+        return func
+
+    def post_request(worker, req, environ, resp):
+        return func(*(worker, req, environ)[:count])
+
+    post_request.__wrapped__ = func
+    return post_request
+
+
+# gunicorn's worker classes whose meaning fastwsgi's worker has: one event loop per
+# worker process, the app on --threads threads
+_WORKER_CLASSES = {
+    "sync": "sync", "gunicorn.workers.sync.SyncWorker": "sync",
+    "gthread": "gthread", "gunicorn.workers.gthread.ThreadWorker": "gthread",
+}
+
+
+def worker_class(value):
+    """-k/--worker-class: gunicorn's sync and gthread map onto fastwsgi's worker."""
+    if isinstance(value, str) and value.strip() in _WORKER_CLASSES:
+        return _WORKER_CLASSES[value.strip()]
+    raise ValueError(f"fastwsgi has no worker class {_got(value)}: its worker serves "
+                     "connections from an event loop and runs the app on --threads N "
+                     "threads (-k sync and -k gthread are accepted)")
+
+
+def env_list(value):
+    """KEY=VALUE items (one string or a list) -> canonical "KEY=VALUE" strings."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)):
+        raise ValueError(f"expected KEY=VALUE, got {_got(value)}")
+    result = []
+    for item in value:
+        key, sep, _ = item.partition("=") if isinstance(item, str) else ("", "", "")
+        if not sep or not key or "\0" in item or any(c.isspace() for c in key):
+            raise ValueError(f"expected KEY=VALUE, got {_got(item)}")
+        result.append(item)
+    return result
+
+
+def path_list(value):
+    """Directories, comma-separated or a list (gunicorn's --pythonpath)."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"expected comma-separated directories, got {_got(value)}")
+    return [v.strip() for v in value if v.strip()]
+
+
+def file_list(value):
+    """Paths or glob patterns, one string or a list."""
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value):
+        raise ValueError(f"expected file paths or glob patterns, got {_got(value)}")
+    return list(value)
 
 
 class BindAddress(namedtuple("BindAddress", "kind host port path fd protocol",
@@ -302,7 +434,8 @@ DEFAULT_PORT = 8000
 def parse_bind(text):
     """Parse one bind string; raises ValueError with a one-line reason.
 
-    A bare HOST (no port) means HOST:8000, as in gunicorn.  A "uwsgi://" prefix
+    A bare HOST (no port) means HOST:8000, and ":PORT" or a bare PORT all
+    interfaces (0.0.0.0:PORT), as in gunicorn.  A "uwsgi://" prefix
     (uwsgi://unix:/run/app.sock, uwsgi://127.0.0.1:9000) makes that one listener
     speak the uwsgi protocol whatever --protocol says.
     """
@@ -315,6 +448,8 @@ def parse_bind(text):
             raise ValueError(f"expected uwsgi://ADDRESS, got {_got(text)}")
         return inner._replace(protocol="uwsgi")
     bad = ValueError(f"expected {_BIND_FORMS}, got {_got(text)}")
+    if raw.startswith("tcp://"):            # gunicorn's explicit form
+        raw = raw[len("tcp://"):]
     if raw.startswith("unix:"):
         path = raw[len("unix:"):]
         if path.startswith("//"):  # unix:///tmp/x.sock, as gunicorn accepts
@@ -349,6 +484,10 @@ def parse_bind(text):
         host, sep, port_text = raw.rpartition(":")
         if not sep:
             host, port_text = raw, str(DEFAULT_PORT)
+            if raw.isdigit():               # gunicorn -b 8000
+                host, port_text = "0.0.0.0", raw
+        elif not host:                      # gunicorn -b :8000
+            host = "0.0.0.0"
         if not host or ":" in host:  # an unbracketed IPv6 address is ambiguous
             raise bad
     if not port_text.isdigit() or int(port_text) > 65535:
@@ -445,7 +584,8 @@ class Setting(namedtuple("Setting", "name section validator default help flags a
     section: heading in --help and in the docs table; validator: raw value ->
     normalized value, or ValueError; default; help: the --help text; flags: CLI
     flags, the first "--" one names the setting in errors; action: "store",
-    "append" (repeatable list) or "bool"; metavar: the value in --help; sources:
+    "append" (repeatable list), "bool" (--x/--no-x) or "flag" (--x alone: a switch
+    such as --check-config); metavar: the value in --help; sources:
     where it may be set (ALL_SOURCES, HOOK_SOURCES...); aliases: other keys
     accepted in files (gunicorn's spelling).
     """
@@ -481,7 +621,8 @@ SETTINGS = (
             flags=("--unix-socket-mode",), metavar="MODE"),
     Setting("max_connections", "Server socket", positive_int, 10000,
             "Maximum number of simultaneous client connections per worker.",
-            flags=("--max-connections",), metavar="INT"),
+            flags=("--max-connections", "--worker-connections"), metavar="INT",
+            aliases=("worker_connections",)),
     # -- behind a proxy (fastwsgi/proxy.py, docs/deployment.md)
     Setting("protocol", "Proxy", choice("http", "uwsgi"), "http",
             "Protocol of the listeners: http, or uwsgi (for nginx's uwsgi_pass). A "
@@ -538,8 +679,37 @@ SETTINGS = (
             aliases=("accesslog",)),
     Setting("access_log_format", "Logging", access_log_format, DEFAULT_ACCESS_LOG_FORMAT,
             "Access log line format (gunicorn's atoms: h l u t r m U q H s b B f a T M D "
-            "L p, %({header}i)s, %({var}e)s). Default: Apache combined.",
-            flags=("--access-logformat",), metavar="FORMAT"),
+            "L p, %({header}i)s, %({var}e)s), or 'json' for one JSON object per request "
+            "(docs/observability.md). Default: Apache combined.",
+            flags=("--access-logformat", "--access-log-format"), metavar="FORMAT"),
+    # -- observability (docs/observability.md)
+    Setting("status_bind", "Observability", status_address, None,
+            "Serve /metrics (Prometheus), /livez and /readyz on this HOST:PORT, apart "
+            "from the app's listeners (from the master, summed over all workers). Needs "
+            "the metrics extra (prometheus_client).",
+            flags=("--status-bind",), metavar="ADDRESS"),
+    Setting("request_timing", "Observability", boolean, False,
+            "Put environ['fastwsgi.request_start'] (time.time() of the request's first "
+            "byte) and environ['fastwsgi.queue_time'] (seconds until the app call) in "
+            "every request, for APM agents. On anyway with --otel, --log-slow-requests "
+            "and the JSON access log.",
+            flags=("--request-timing",), action="bool"),
+    Setting("drain_delay", "Observability", non_negative_seconds, 0.0,
+            "On SIGTERM/SIGINT keep serving this many seconds while /readyz answers 503, "
+            "so load balancers stop sending first; then stop gracefully.",
+            flags=("--drain-delay",), metavar="SECONDS"),
+    Setting("log_slow_requests", "Observability", non_negative_seconds, 0.0,
+            "Log (warning) method, path, duration and queue time of every request that "
+            "takes longer than this many seconds from head to response end; 0 = off.",
+            flags=("--log-slow-requests",), metavar="SECONDS"),
+    Setting("otel", "Observability", otel_switch, False,
+            "An OpenTelemetry server span per request (W3C traceparent honoured, the "
+            "span current while the app runs). Needs the otel extra.",
+            flags=("--otel",), action="bool"),
+    Setting("otel_setup", "Observability", callable_spec, None,
+            "MODULE:FUNCTION called with no arguments in each worker after fork, before "
+            "the first request: set the OpenTelemetry SDK and exporter up there.",
+            flags=("--otel-setup",), metavar="MODULE:FUNCTION"),
     # -- processes
     Setting("workers", "Processes", positive_int, 1,
             "Number of worker processes.",
@@ -548,10 +718,20 @@ SETTINGS = (
             "Number of threads per worker that run the application.",
             flags=("--threads",), metavar="INT"),
     Setting("timeout", "Processes", non_negative_seconds, 30.0,
-            "An app call running longer than this many seconds gets its stack logged, "
-            "and its worker is killed and replaced; 0 = never. Needs the master process: "
-            "setting it explicitly starts one even with one worker.",
+            "A request whose app call (and response iterable) runs longer than this many "
+            "seconds gets its stack logged, a RequestTimeout raised in its thread and "
+            "504 Gateway Timeout (the connection closed if the response had started); "
+            "the worker's other requests go on. Time waiting on the client does not "
+            "count. 0 = never.",
             flags=("-t", "--timeout"), metavar="SECONDS"),
+    Setting("timeout_grace", "Processes", positive_seconds, 5.0,
+            "Seconds a timed-out app thread gets to unwind before it counts as lost "
+            "(stuck in C code) and a replacement thread is started.",
+            flags=("--timeout-grace",), metavar="SECONDS"),
+    Setting("max_lost_threads", "Processes", positive_int, 2,
+            "A worker with more app threads lost (stuck past --timeout plus "
+            "--timeout-grace) than this is recycled gracefully.",
+            flags=("--max-lost-threads",), metavar="INT"),
     Setting("graceful_timeout", "Processes", non_negative_seconds, 30.0,
             "Seconds workers get to finish in-flight requests after a stop signal.",
             flags=("--graceful-timeout",), metavar="SECONDS"),
@@ -561,15 +741,39 @@ SETTINGS = (
     Setting("max_requests_jitter", "Processes", non_negative_int, 0,
             "Add a random 0..N to max_requests per worker so they do not restart together.",
             flags=("--max-requests-jitter",), metavar="INT"),
+    Setting("max_worker_memory", "Processes", non_negative_size, 0,
+            "Recycle a worker (gracefully) whose resident memory passes this size, "
+            "checked between requests, e.g. 512M; 0 = never.",
+            flags=("--max-worker-memory",), metavar="SIZE"),
+    Setting("max_worker_age", "Processes", non_negative_seconds, 0.0,
+            "Recycle a worker (gracefully) after it has run this many seconds; 0 = never.",
+            flags=("--max-worker-age",), metavar="SECONDS"),
+    Setting("max_worker_age_jitter", "Processes", non_negative_seconds, 0.0,
+            "Add a random 0..N seconds to max_worker_age per worker.",
+            flags=("--max-worker-age-jitter",), metavar="SECONDS"),
+    Setting("master", "Processes", boolean, True,
+            "Run a master process that supervises the workers (the default, with at "
+            "least one worker). --no-master serves in this one process: no worker "
+            "replaced after a crash or an exit, no --timeout, no recycling, no reload.",
+            flags=("--master",), action="bool"),
     Setting("preload", "Processes", boolean, False,
             "Load the application in the master before forking workers.",
-            flags=("--preload",), action="bool"),
+            flags=("--preload",), action="bool", aliases=("preload_app",)),
     Setting("reload", "Processes", boolean, False,
             "Restart workers when a source file changes (development).",
             flags=("--reload",), action="bool"),
+    Setting("user", "Processes", user_spec, None,
+            "Run as this user (name or uid) once the sockets are bound, before the app "
+            "is imported; fastwsgi must be started as root. The group is the user's "
+            "unless --group is given.",
+            flags=("--user", "-u"), metavar="USER"),
+    Setting("group", "Processes", group_spec, None,
+            "Run as this group (name or gid) once the sockets are bound; unix sockets "
+            "are given to --user/--group so that the group can connect.",
+            flags=("--group", "-g"), metavar="GROUP"),
     Setting("pidfile", "Processes", optional_path, None,
             "Write the master's pid to this file (removed at exit).",
-            flags=("--pid",), metavar="FILE"),
+            flags=("-p", "--pid"), metavar="FILE"),
     # -- application and configuration
     Setting("wsgi_app", "Application", optional_string, None,
             "The app to serve, MODULE[:NAME]; the APP_SPEC argument overrides it.",
@@ -591,18 +795,93 @@ SETTINGS = (
             "Serve the files of DIR under PREFIX, e.g. /static=./static (repeatable): "
             "sendfile, ETag/Last-Modified, Range, HEAD.",
             flags=("--static",), action="append", metavar="PREFIX=DIR"),
-    # -- server hooks (Python config file or API only)
-    Setting("on_starting", "Hooks", hook("config"), None,
-            "on_starting(config): called once in the master before sockets are bound.",
+    Setting("static_dotfiles", "Application", boolean, False,
+            "Let --static serve dotfiles and files under dot-directories (.env, "
+            ".git/); by default they are 404.",
+            flags=("--static-dotfiles",), action="bool"),
+    Setting("static_cache_control", "Application", optional_header_value, None,
+            "Cache-Control value sent with --static files, e.g. 'public, "
+            "max-age=31536000, immutable' for hashed (collectstatic) names; none by "
+            "default.",
+            flags=("--static-cache-control",), metavar="VALUE"),
+    # -- gunicorn's settings with a meaning here (docs/gunicorn.md)
+    Setting("worker_class", "Processes", worker_class, "sync",
+            "gunicorn's worker class: sync or gthread, both fastwsgi's worker (an event "
+            "loop; the app runs on --threads threads); other classes are refused.",
+            flags=("-k", "--worker-class"), metavar="CLASS"),
+    Setting("proc_name", "Processes", optional_string, None,
+            "Process title base (fastwsgi: master NAME / worker NAME); needs the "
+            "setproctitle package (the proctitle extra), else it is only "
+            "noted in the debug log.",
+            flags=("-n", "--name"), metavar="NAME"),
+    Setting("reload_extra_files", "Processes", file_list, [],
+            "With --reload, also restart workers when these files (or glob patterns) "
+            "change (repeatable).",
+            flags=("--reload-extra-file",), action="append", metavar="FILE"),
+    Setting("raw_env", "Application", env_list, [],
+            "Set an environment variable for the app, KEY=VALUE (repeatable).",
+            flags=("-e", "--env"), action="append", metavar="KEY=VALUE",
+            sources=frozenset({"cli", "toml", "pyfile", "api"})),
+    Setting("pythonpath", "Application", path_list, [],
+            "Comma-separated directories put first on sys.path before the app loads.",
+            flags=("--pythonpath",), metavar="DIRS"),
+    Setting("capture_output", "Logging", boolean, False,
+            "Send the app's stdout and stderr to --error-logfile (when it is a file).",
+            flags=("--capture-output",), action="bool"),
+    Setting("check_config", "Application", boolean, False,
+            "Check the settings and that the app loads, then exit (0: fine, 1: not).",
+            flags=("--check-config",), action="flag", sources=frozenset({"cli"})),
+    Setting("print_config", "Application", boolean, False,
+            "Print every setting's value and where it came from, then exit.",
+            flags=("--print-config",), action="flag", sources=frozenset({"cli"})),
+    # -- server hooks (Python config file or API only), gunicorn's names and
+    # arguments: server and worker are fastwsgi.hooks.ServerInfo / WorkerInfo
+    Setting("on_starting", "Hooks", hook("server"), None,
+            "on_starting(server): in the master, before the sockets are bound.",
             sources=HOOK_SOURCES),
-    Setting("post_fork", "Hooks", hook("config", "worker_pid"), None,
-            "post_fork(config, worker_pid): called in each worker right after fork.",
+    Setting("on_reload", "Hooks", hook("server"), None,
+            "on_reload(server): in the master, on SIGHUP, before new workers start.",
             sources=HOOK_SOURCES),
-    Setting("worker_exit", "Hooks", hook("config", "worker_pid"), None,
-            "worker_exit(config, worker_pid): called in a worker just before it exits.",
+    Setting("when_ready", "Hooks", hook("server"), None,
+            "when_ready(server): once the sockets listen, before the first worker.",
             sources=HOOK_SOURCES),
-    Setting("on_exit", "Hooks", hook("config"), None,
-            "on_exit(config): called once in the master just before fastwsgi exits.",
+    Setting("pre_fork", "Hooks", hook("server", "worker"), None,
+            "pre_fork(server, worker): in the master, before a worker is forked "
+            "(worker.pid is still None).",
+            sources=HOOK_SOURCES),
+    Setting("post_fork", "Hooks", hook("server", "worker"), None,
+            "post_fork(server, worker): in each worker right after fork.",
+            sources=HOOK_SOURCES),
+    Setting("post_worker_init", "Hooks", hook("worker"), None,
+            "post_worker_init(worker): in each worker once the app is loaded.",
+            sources=HOOK_SOURCES),
+    Setting("worker_int", "Hooks", hook("worker"), None,
+            "worker_int(worker): in a worker that got SIGINT or SIGQUIT.",
+            sources=HOOK_SOURCES),
+    Setting("worker_abort", "Hooks", hook("worker"), None,
+            "worker_abort(worker): in a worker that got SIGABRT (the master's --timeout), "
+            "after its stacks were logged.",
+            sources=HOOK_SOURCES),
+    Setting("pre_request", "Hooks", hook("worker", "req"), None,
+            "pre_request(worker, req): before the app handles a request (req.method, "
+            ".path, .query, .headers...); raising fails that request with a 500.",
+            sources=HOOK_SOURCES),
+    Setting("post_request", "Hooks", post_request_hook, None,
+            "post_request(worker, req, environ, resp): once the response is done "
+            "(resp.status, .status_code, .headers, .sent); 2 or 3 arguments also do.",
+            sources=HOOK_SOURCES),
+    Setting("child_exit", "Hooks", hook("server", "worker"), None,
+            "child_exit(server, worker): in the master, once a worker has exited.",
+            sources=HOOK_SOURCES),
+    Setting("worker_exit", "Hooks", hook("server", "worker"), None,
+            "worker_exit(server, worker): in a worker just before it exits.",
+            sources=HOOK_SOURCES),
+    Setting("nworkers_changed", "Hooks", hook("server", "new_value", "old_value"), None,
+            "nworkers_changed(server, new_value, old_value): in the master when the "
+            "number of workers is set (old_value None) or changed (SIGTTIN/SIGTTOU).",
+            sources=HOOK_SOURCES),
+    Setting("on_exit", "Hooks", hook("server"), None,
+            "on_exit(server): in the master just before fastwsgi exits.",
             sources=HOOK_SOURCES),
 )
 
@@ -613,17 +892,24 @@ _FILE_KEYS = dict(SETTINGS_BY_NAME)
 _FILE_KEYS.update((alias, s) for s in SETTINGS for alias in s.aliases)
 assert len(_FILE_KEYS) == len(SETTINGS) + sum(len(s.aliases) for s in SETTINGS)
 
-# gunicorn settings with no fastwsgi equivalent: a config file setting one gets a
-# warning instead of silence (a name that becomes a setting later simply stops
-# being looked up here).
-GUNICORN_UNSUPPORTED = frozenset({
-    "worker_class", "worker_connections", "daemon", "user", "group", "umask",
-    "proc_name", "logconfig", "logconfig_dict", "syslog", "statsd_host",
-    "capture_output", "enable_stdio_inheritance", "certfile", "keyfile", "limit_request_field_size",
-    "when_ready", "pre_fork", "pre_request", "post_request", "child_exit",
-    "worker_int", "worker_abort", "pre_exec", "post_worker_init",
-    "nworkers_changed", "on_reload", "worker_tmp_dir",
-})
+
+
+def _gunicorn_setting(config, name, value, source):
+    """A gunicorn setting fastwsgi does not have (fastwsgi._gunicorn): accept a value
+    that needs nothing from us (with a note if it is not gunicorn's default), refuse
+    any other with one line saying what to use instead.  False if ``name`` is not
+    one of them."""
+    from fastwsgi import _gunicorn
+    if name not in _gunicorn.UNSUPPORTED:
+        return False
+    verdict, text = _gunicorn.judge(name, value)
+    if verdict == "refuse":
+        raise ConfigError(f"{source}: {text}")
+    if verdict == "note":
+        config.notes.append(f"{source}: {text}")
+    elif verdict == "warn":
+        config.warnings.append(f"{source}: {text}")
+    return True
 
 
 def _did_you_mean(name):
@@ -640,7 +926,8 @@ class Config:
 
     Assigning an attribute validates it like any other source; ``source_of(name)``
     tells where a value came from ("default", "--workers", "FASTWSGI_WORKERS", ...).
-    ``warnings`` holds non-fatal notes made while loading, for the error log.
+    ``warnings`` holds non-fatal problems found while loading, for the error log;
+    ``notes`` what gunicorn settings became here (logged at info level).
     """
 
     def __init__(self):
@@ -649,6 +936,7 @@ class Config:
             values[s.name] = list(s.default) if isinstance(s.default, list) else s.default
         object.__setattr__(self, "_sources", dict.fromkeys(values, "default"))
         object.__setattr__(self, "warnings", [])
+        object.__setattr__(self, "notes", [])   # info: what a gunicorn value became
         self.__dict__.update(values)
 
     @classmethod
@@ -697,19 +985,18 @@ class Config:
         return [parse_bind(b) for b in self.bind]
 
     def needs_master(self):
-        """The setting that needs a master process, as its CLI text, or None."""
-        if self.workers > 1:
-            return "--workers > 1"
-        if self.reload:
-            return "--reload"
-        if self.max_requests > 0:
-            return "--max-requests"
-        # a hung app call can only be killed from outside, and preloading means
-        # importing before forking: both need the master, even for one worker
-        if self.preload:
-            return "--preload"
-        if self.timeout > 0 and self.source_of("timeout") != "default":
-            return "--timeout"
+        """Why this configuration runs a master process (always, unless --no-master),
+        as text, or None.  ConfigError if --no-master is set with a setting that
+        only a master provides."""
+        if self.master:
+            return "default"
+        for name, text in (("workers", "--workers > 1"), ("reload", "--reload"),
+                           ("max_requests", "--max-requests"), ("preload", "--preload"),
+                           ("max_worker_memory", "--max-worker-memory"),
+                           ("max_worker_age", "--max-worker-age")):
+            value = getattr(self, name)
+            if (value > 1 if name == "workers" else value):
+                raise ConfigError(f"--no-master: {text} needs the master process")
         return None
 
     def __repr__(self):
@@ -761,6 +1048,8 @@ def _read_pyproject(config, path):
         setting = _FILE_KEYS.get(key.replace("-", "_"))
         name = setting.name if setting else key.replace("-", "_")
         if setting is None:
+            if _gunicorn_setting(config, name, value, source):
+                continue
             raise ConfigError(f"{source}: unknown setting{_did_you_mean(name)}")
         if "toml" not in setting.sources:
             where = "in a Python config file (-c)" if "pyfile" in setting.sources else (
@@ -770,8 +1059,23 @@ def _read_pyproject(config, path):
         config.set(name, value, source)
 
 
+def _import_config_module(name, flag):
+    """-c python:MODULE (gunicorn's form): the module's namespace."""
+    import importlib
+    if not all(part.isidentifier() for part in name.split(".")):
+        raise ConfigError(f"{flag}: python:{name}: not a module name")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        return vars(importlib.import_module(name))
+    except Exception as exc:  # the module is user code: report, do not crash
+        raise ConfigError(f"{flag}: python:{name}: {type(exc).__name__}: {exc}") from None
+
+
 def _exec_config_file(path, flag):
     """Run a Python config file like gunicorn does; return its namespace."""
+    if path.startswith("python:"):
+        return _import_config_module(path[len("python:"):], flag)
     try:
         with open(path, "rb") as f:
             code = f.read()
@@ -818,11 +1122,9 @@ def _apply_config_file(config, path, flag="--config"):
         setting = _FILE_KEYS.get(key)
         if setting is None:
             # Helper names are allowed, as in gunicorn; flag likely mistakes only.
-            if key in GUNICORN_UNSUPPORTED:
-                config.warnings.append(
-                    f"{path}: {key!r} is a gunicorn setting fastwsgi does not support; "
-                    "ignored")
-            elif not isinstance(value, (type, types.FunctionType)):
+            if _gunicorn_setting(config, key, value, f"{path}: {key}"):
+                continue
+            if not isinstance(value, (type, types.FunctionType)):
                 hint = _did_you_mean(key)
                 if hint:
                     config.warnings.append(f"{path}: {key!r} is not a setting{hint}")
@@ -844,141 +1146,78 @@ def _apply_env(config, env):
         config.set(setting.name, value, var)
 
 
-# ----------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------------ loading
 
 
-def version():
-    """fastwsgi's version: fastwsgi.__version__, the one place it is written."""
-    from fastwsgi import __version__
-    return __version__
+def _config_file(args, env_args, env, cwd):
+    """(path, source) of the Python config file to run, or (None, None)."""
+    path = args.get("config")
+    source = "--config"
+    if path is None and env_args is not None and "config" in env_args:
+        path, source = env_args["config"], ENV_PREFIX + "CMD_ARGS"
+    if path is None and ENV_PREFIX + "CONFIG" in env:
+        path, source = env[ENV_PREFIX + "CONFIG"], ENV_PREFIX + "CONFIG"
+    if path is None:
+        default = os.path.join(cwd or os.getcwd(), DEFAULT_CONFIG_FILE)
+        return (default, "./" + DEFAULT_CONFIG_FILE) if os.path.isfile(default) else (
+            None, None)
+    if not path:
+        return None, None
+    if path.startswith("python:"):          # gunicorn's -c python:MODULE
+        return path, source
+    if path.startswith("file:"):            # gunicorn's -c file:PATH
+        path = path[len("file:"):]
+    if cwd is not None and not os.path.isabs(path):
+        path = os.path.join(cwd, path)
+    if not os.path.exists(path):
+        raise ConfigError(f"{source}: no such file: {path!r}")
+    return path, source
 
 
-def build_parser(prog="fastwsgi"):
-    """The argparse parser, generated from SETTINGS.
-
-    Every option defaults to SUPPRESS, so the namespace holds only what was given;
-    values stay strings here and are validated by the settings' own validators
-    (bad values -> ConfigError, exit 1; malformed command lines -> argparse, exit 2).
-    """
-    import argparse
-    import functools
-
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        usage=f"{prog} [OPTIONS] APP_SPEC | PREFIX=APP_SPEC...",
-        description="A fast WSGI HTTP/1.1 server. APP_SPEC is MODULE[:NAME], "
-        "MODULE:NAME.attr or MODULE:FACTORY(ARGS); MODULE alone means MODULE:application. "
-        "PREFIX=APP_SPEC arguments mount several apps by path prefix "
-        "(fastwsgi /=site:app /api=api.wsgi:application).",
-        epilog=f"Every option can also be set as {ENV_PREFIX}<NAME> in the environment, "
-        "in [tool.fastwsgi] of ./pyproject.toml, or in a -c config file.",
-        argument_default=argparse.SUPPRESS,
-        # add_argument() makes a formatter only to check the metavar, which needs
-        # no width; the default formatter would look the terminal width up with
-        # shutil, which imports zlib, bz2 and lzma (~0.4 MB a server would keep).
-        # Help, usage and errors get the default formatter (set below).
-        formatter_class=functools.partial(argparse.HelpFormatter, width=80),
-    )
-    parser.add_argument("app_spec", metavar="APP_SPEC", nargs="*",
-                        help="the WSGI application, e.g. myproject.wsgi:application; "
-                        "or mounts, PREFIX=APP_SPEC (see --mount)")
-    parser.add_argument("--version", action="version", version=f"{prog} {version()}",
-                        help="print the version and exit")
-    groups = {}
-    for setting in SETTINGS:
-        if "cli" not in setting.sources or not setting.flags:
-            continue
-        group = groups.get(setting.section)
-        if group is None:
-            group = groups[setting.section] = parser.add_argument_group(setting.section)
-        help_text = setting.help.replace("%", "%%")
-        if setting.action == "bool":
-            group.add_argument(*setting.flags, dest=setting.name,
-                               action=argparse.BooleanOptionalAction, help=help_text)
-            continue
-        default = setting.default
-        if default is not None and default != "":
-            if isinstance(default, list):
-                default = ", ".join(default)
-            elif setting.validator is file_mode:
-                default = f"{default:o}"
-            help_text += f" [default: {str(default).replace('%', '%%')}]"
-        group.add_argument(*setting.flags, dest=setting.name, action=setting.action,
-                           metavar=setting.metavar, help=help_text)
-    parser.formatter_class = argparse.HelpFormatter
-    return parser
-
-
-def _parse_command_line(argv, drop_parser_modules):
-    """``argv`` -> {dest: raw value} of the options given, "app_spec" -> positionals.
-
-    With ``drop_parser_modules`` the modules that parsing imported (argparse,
-    gettext, locale: ~0.5 MB, kept for nothing by a server process) leave
-    sys.modules again once the parser is garbage, so what the process allocates
-    next (the app, the server) reuses their memory; anything that imports them
-    later gets them afresh.
-    """
-    before = set(sys.modules) if drop_parser_modules else None
-    args = vars(build_parser().parse_args(list(argv)))
-    if drop_parser_modules:
-        import gc
-        for name in set(sys.modules) - before:
-            del sys.modules[name]
-        gc.collect()   # the parser and the modules are reference cycles
-    return args
-
-
-def load_config(argv=None, env=None, cwd=None, drop_parser_modules=False):
-    """Parse ``argv`` and merge every source; return ``(Config, app_spec)``.
-
-    ``app_spec`` is None when only mounts (``PREFIX=APP_SPEC``, ``config.mount``)
-    name the apps; ``fastwsgi.mount.build_app(app_spec, config)`` builds either.
-
-    ``env`` defaults to os.environ and ``cwd`` (where pyproject.toml is looked for,
-    and relative config-file paths start) to the current directory.
-    Raises ConfigError for bad values; argparse exits with status 2 on usage errors
-    (including a missing APP_SPEC). ``drop_parser_modules``: see
-    ``_parse_command_line`` (the CLI's process serves next).
-    """
-    if argv is None:
-        argv = sys.argv[1:]
-    env = os.environ if env is None else env
-    args = _parse_command_line(argv, drop_parser_modules)
-
-    config = Config()
-    pyproject = "pyproject.toml" if cwd is None else os.path.join(cwd, "pyproject.toml")
-    _read_pyproject(config, pyproject)
-
-    config_file = args.get("config")
-    config_source = "--config"
-    if config_file is None and ENV_PREFIX + "CONFIG" in env:
-        config_file, config_source = env[ENV_PREFIX + "CONFIG"], ENV_PREFIX + "CONFIG"
-    if config_file:
-        if cwd is not None and not os.path.isabs(config_file):
-            config_file = os.path.join(cwd, config_file)
-        if not os.path.exists(config_file):
-            raise ConfigError(f"{config_source}: no such file: {config_file!r}")
-        _apply_config_file(config, config_file, config_source)
-
-    _apply_env(config, env)
-
+def _apply_command_line(config, args, source=None):
     for setting in SETTINGS:
         if setting.name in args:
-            config.set(setting.name, args[setting.name], setting.cli_flag)
+            config.set(setting.name, args[setting.name], source or setting.cli_flag)
+    for flag, name, value in args.get("gunicorn", ()):
+        _gunicorn_setting(config, name, value, source or flag)
 
-    # positional arguments: one APP_SPEC, and/or mounts (they start with "/")
-    positional = args.get("app_spec") or []
-    mounts = [p for p in positional if p.startswith("/")]
-    specs = [p for p in positional if not p.startswith("/")]
-    if len(specs) > 1:
-        build_parser().error(f"more than one APP_SPEC: {' '.join(specs)} "
-                             "(mount them: PREFIX=APP_SPEC)")
-    if mounts:
-        config.set("mount", mounts, "APP_SPEC argument")
-    app_spec = (specs[0] if specs else None) or config.wsgi_app
-    if not app_spec and not config.mount:
-        build_parser().error("the following arguments are required: APP_SPEC")
-    return config, app_spec
+
+def resolve(args, env_args=None, env=None, cwd=None):
+    """Merge every source over the defaults; return the Config.
+
+    ``args`` and ``env_args`` are what ``fastwsgi.cli.parse_command_line`` made of
+    the command line and of FASTWSGI_CMD_ARGS (None: not set): {setting name: raw
+    value}, plus "gunicorn": [(flag, gunicorn name, value)].  ``env`` defaults to
+    os.environ and ``cwd`` (where pyproject.toml and fastwsgi.conf.py are looked
+    for, and relative config-file paths start) to the current directory.  Raises
+    ConfigError for bad values; the positionals (APP_SPEC, mounts) are the CLI's.
+    """
+    env = os.environ if env is None else env
+    config = Config()
+    if "WEB_CONCURRENCY" in env:        # gunicorn's (and Heroku's) workers default
+        config.set("workers", env["WEB_CONCURRENCY"], "WEB_CONCURRENCY")
+    _read_pyproject(config, os.path.join(cwd or "", "pyproject.toml"))
+
+    config_file, config_source = _config_file(args, env_args, env, cwd)
+    if config_file:
+        _apply_config_file(config, config_file, config_source)
+        if config_source.startswith("./"):      # the default file
+            config.set("config", config_file, config_source)
+    elif os.path.isfile(os.path.join(cwd or "", "gunicorn.conf.py")):
+        config.warnings.append("./gunicorn.conf.py is not read by default: pass "
+                               "-c gunicorn.conf.py, or rename it fastwsgi.conf.py")
+
+    _apply_env(config, env)
+    if "GUNICORN_CMD_ARGS" in env and ENV_PREFIX + "CMD_ARGS" not in env:
+        config.warnings.append(f"GUNICORN_CMD_ARGS is not read: set {ENV_PREFIX}CMD_ARGS")
+    if env_args is not None:
+        _apply_command_line(config, env_args, ENV_PREFIX + "CMD_ARGS")
+    _apply_command_line(config, args)
+    if config.worker_class == "gthread":
+        config.notes.append(
+            f"{config.source_of('worker_class')}: gthread is fastwsgi's worker with the "
+            f"app on --threads threads ({config.threads} here)")
+    return config
 
 
 # ---------------------------------------------------------------------------------- docs
@@ -1034,6 +1273,95 @@ def settings_document():
             + settings_markdown() + "\n")
 
 
+def gunicorn_document():
+    """docs/gunicorn.md, whole: every gunicorn setting and what it is here."""
+    from fastwsgi import _gunicorn
+
+    def shown(value):
+        return "`None`" if value is None else f"`{value!r}`"
+
+    rows = ["| gunicorn | fastwsgi | |", "| --- | --- | --- |"]
+    for name in _gunicorn.GUNICORN_SETTINGS:
+        setting = _FILE_KEYS.get(name)
+        if setting is not None:
+            flag = setting.cli_flag if "cli" in setting.sources else None
+            where = f"`{setting.name}`" + (f" (`{flag}`)" if flag else "")
+            what = "works" if setting.name == name else "works (gunicorn's spelling)"
+            rows.append(f"| `{name}` | {where} | {what} |")
+            continue
+        harmless, instead = _gunicorn.UNSUPPORTED[name]
+        if harmless is _gunicorn.ANY:
+            what = "accepted, no effect (noted in the log): " + instead
+        elif harmless is _gunicorn.NEVER:
+            what = "a hook kept but never called (a warning says so): " + instead
+        else:
+            values = ", ".join(shown(v) for v in harmless)
+            what = f"accepted if {values}; refused otherwise: {instead}"
+        rows.append(f"| `{name}` | none | {what.replace('|', '/')} |")
+    hooks = [f"| `{s.name}` | {s.help} |" for s in SETTINGS if s.section == "Hooks"]
+    return _GUNICORN_DOC.format(settings="\n".join(rows),
+                                hooks="\n".join(["| Hook | Called |", "| --- | --- |"]
+                                                + hooks))
+
+
+_GUNICORN_DOC = """\
+# Coming from gunicorn
+
+A gunicorn config file and command line work unchanged where the meaning is the
+same; where it is not, fastwsgi refuses the setting with one line saying what to
+use instead (it never drops a setting in silence).  Generated from
+`fastwsgi/config.py` and `fastwsgi/_gunicorn.py`
+(`python -m fastwsgi.config gunicorn > docs/gunicorn.md`); a test keeps them in step.
+
+## Files, environment, command line
+
+- `-c gunicorn.conf.py` runs the file as gunicorn does: module-level names are
+  settings, functions are hooks (`-c file:PATH` and `-c python:MODULE` too).
+  `./fastwsgi.conf.py` is loaded by default (as gunicorn loads
+  `./gunicorn.conf.py`); a `./gunicorn.conf.py` is not read unless named with `-c`
+  (fastwsgi says so at start).  As in gunicorn, a setting given on the command line
+  replaces the file's value, lists too (`-e` replaces the file's `raw_env`).
+- `FASTWSGI_CMD_ARGS` is `GUNICORN_CMD_ARGS`: options, `-c FILE` and the APP_SPEC,
+  read before the command line, which wins (a `GUNICORN_CMD_ARGS` left set gets a
+  warning).  `WEB_CONCURRENCY` sets the default `workers`.  gunicorn's `PORT`,
+  `FORWARDED_ALLOW_IPS` and `SENDFILE` variables are not read: use `FASTWSGI_BIND`,
+  `FASTWSGI_FORWARDED_ALLOW_IPS`.
+- `-b :8000` and `-b 8000` listen on every interface (0.0.0.0:8000), as in gunicorn;
+  a bare host means port 8000; `tcp://HOST:PORT` is HOST:PORT.
+- `-k sync` and `-k gthread` are fastwsgi's worker (one event loop per process, the
+  app on `--threads` threads); other worker classes (gevent, eventlet, tornado,
+  uvicorn's) are refused.
+- `-p/--pid`, `-e/--env KEY=VALUE`, `-n/--name` (process titles with the
+  `setproctitle` package), `--pythonpath`, `--preload`, `--worker-connections`,
+  `--capture-output`, `--reload-extra-file`, `--check-config`, `--print-config` work.
+- gunicorn flags with no equivalent here (`--keyfile`, `-D`, `--statsd-host`, ...)
+  are judged like the settings below: refused, with the reason, unless the value
+  needs nothing from fastwsgi.
+
+## Hooks
+
+Hooks take gunicorn's arguments.  `server` has `.log` (the `fastwsgi.error` logger:
+`server.log.info(...)`), `.cfg` (the settings), `.pid` (the master's), `.app`
+(`.app_uri`, `.wsgi()`), `.num_workers`, `.address`; `worker` has `.pid`, `.ppid`,
+`.age`, `.log`, `.cfg`, `.wsgi` (the loaded app), `.alive`.  `pre_request` and
+`post_request` wrap the app only when set: requests pay nothing otherwise.  With one
+process and no master, the process is both: `on_starting`, `when_ready`,
+`post_worker_init`, the request hooks, `worker_exit` and `on_exit` run; the fork
+and signal hooks do not.  Hooks for moments fastwsgi does not have (`pre_exec`:
+it never re-executes itself; `ssl_context`; the dirty-arbiter hooks) are accepted,
+never called, and a warning says so at start: gunicorn's own example config runs.
+
+{hooks}
+
+## Every gunicorn setting
+
+{settings}
+"""
+
+
 if __name__ == "__main__":
     import sys
-    sys.stdout.write(settings_document())
+    if sys.argv[1:] == ["gunicorn"]:
+        sys.stdout.write(gunicorn_document())
+    else:
+        sys.stdout.write(settings_document())

@@ -4,13 +4,17 @@ Contract: every error the parser raises is an ``HttpParserError`` subclass whose
 ``status_code`` is the HTTP status the server answers with (and then closes the
 connection). ``ResponseError`` covers what the *application* did wrong (bad status,
 header injection, start_response misuse): the server answers 500 if it still can.
-Pure Python, so the compiled modules and the tests raise and catch the same classes.
+``ConfigError``, ``AppLoadError`` and ``StartupError`` stop the start of a server
+(a bad setting, an app that does not load): the CLI prints them as one line.
+Pure Python, and importing nothing, so every module (the compiled ones included)
+raises and catches the same classes without an import cycle.
 """
 
 __all__ = [
     "FastWSGIError",
     "HttpParserError",
     "InvalidRequestLine",
+    "ProxyProtocolError",
     "InvalidTarget",
     "UnsupportedVersion",
     "InvalidHeader",
@@ -25,6 +29,10 @@ __all__ = [
     "ClientDisconnected",
     "RequestTimeout",
     "BodyTimeout",
+    "ConfigError",
+    "AppLoadError",
+    "StartupError",
+    "ApplicationExit",
 ]
 
 
@@ -48,6 +56,22 @@ class HttpParserError(FastWSGIError):
 
 class InvalidRequestLine(HttpParserError):
     """Method, spacing or line ending of the request line is not RFC 9112 §3."""
+
+
+class MethodTooLong(InvalidRequestLine):
+    """A method longer than any the server implements (RFC 9112 §3: 501)."""
+
+    status_code = 501
+    reason = "Not Implemented"
+
+
+class ProxyProtocolError(InvalidRequestLine):
+    """The connection does not start with a valid PROXY protocol header (a listener
+    with --proxy-protocol; fastwsgi._proxyproto)."""
+
+
+class UntrustedPeer(ProxyProtocolError):
+    """A PROXY protocol header from a peer outside the listener's trust list."""
 
 
 class InvalidTarget(HttpParserError):
@@ -130,3 +154,39 @@ class RequestTimeout(BaseException):
 
     status_code = 504
     reason = "Gateway Timeout"
+
+
+class ApplicationExit(FastWSGIError):
+    """The application raised ``SystemExit`` (``sys.exit()``) during a request: the
+    client gets 500, the worker finishes its other requests and is replaced (an app
+    cannot stop the server)."""
+
+    status_code = 500
+    reason = "Internal Server Error"
+
+
+# ------------------------------------------------------------------ starting the server
+# (not about a request: the CLI prints these as one line "fastwsgi: error: ..." and
+# exits 1; they carry no status_code)
+
+
+class ConfigError(FastWSGIError, ValueError):
+    """A setting has a bad value; ``str()`` is one line naming source and setting."""
+
+
+class AppLoadError(FastWSGIError):
+    """The application could not be loaded; ``str()`` is one line saying why.
+
+    ``original`` is the exception the app's own code raised (importing the module,
+    or calling its factory), or None when the spec itself is wrong: the CLI prints
+    its traceback before the one line (``fastwsgi._loader.app_traceback``).
+    """
+
+    def __init__(self, message, original=None):
+        super().__init__(message)
+        self.original = original
+
+
+class StartupError(FastWSGIError):
+    """Something else the user can fix stops the start (a hook raised, the pid file
+    cannot be written, --chdir fails); ``str()`` is one line."""

@@ -10,8 +10,14 @@ The access-log format uses gunicorn's atoms (``%(h)s``, ``%({user-agent}i)s``...
 The atoms a format uses are worked out once, when the log is created; a request
 computes only those. Request-controlled text (request line, headers, user) is
 escaped Apache-style (``\\"``, ``\\\\``, ``\\xHH`` for control characters) so a
-client cannot forge log lines. Log files are opened for appending and every line
-is written with a single write(), which keeps lines from several workers whole.
+client cannot forge log lines. The format ``json`` writes one JSON object per
+request instead (``JSON_FIELDS``; ASCII only, every client byte escaped by the JSON
+encoder). Log files are opened for appending and every line is written with a
+single write(), which keeps lines from several workers whole.
+
+``--log-slow-requests SECONDS`` rides on the same per-request call: the callable
+from ``AccessLog.from_config`` exists when either is on, and a request slower than
+the threshold (head received to response end) logs a warning to the error log.
 """
 
 import logging
@@ -29,6 +35,7 @@ __all__ = [
     "reopen_error_log",
     "AccessLog",
     "check_access_log_format",
+    "JSON_FIELDS",
 ]
 
 ERROR_LOG_FORMAT = "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s"
@@ -44,7 +51,7 @@ _LEVELS = {
 
 
 def _config_error(flag, path, exc):
-    from fastwsgi.config import ConfigError
+    from fastwsgi.errors import ConfigError
 
     reason = (exc.strerror or str(exc)).lower() if isinstance(exc, OSError) else str(exc)
     return ConfigError(f"{flag}: cannot open {path!r}: {reason}")
@@ -77,6 +84,35 @@ def setup_logging(config):
     logger.setLevel(_LEVELS[config.log_level])
     logger.propagate = False
     return logger
+
+
+# C0 controls, DEL and C1 as \\xHH: what a record must not carry raw from a client
+_CONTROLS = {i: f"\\x{i:02x}" for i in list(range(0x20)) + list(range(0x7F, 0xA0))}
+
+
+class ClientLog(logging.LoggerAdapter):
+    """The error log as the compiled loop and connections use it (ServerState.logger).
+
+    Their records carry client bytes as arguments (a request target, a uwsgi
+    packet's PATH_INFO, a peer's address), so control characters in str
+    arguments are escaped as \\xHH: a newline there would start a forged record.
+    The format string, and a traceback (exc_info), are the server's own text."""
+
+    def __init__(self, logger):
+        super().__init__(logger, {})
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.isEnabledFor(level):
+            args = tuple(_escaped(a) for a in args)
+            self.logger.log(level, msg, *args, **kwargs)
+
+
+def _escaped(arg):
+    if isinstance(arg, BaseException):
+        arg = str(arg)              # an error's text may quote what the client sent
+    if isinstance(arg, str) and not arg.isprintable():
+        return arg.translate(_CONTROLS)
+    return arg
 
 
 def reopen_error_log():
@@ -243,7 +279,74 @@ def _compile_format(fmt, clock=None):
 
 def check_access_log_format(fmt):
     """Raise ValueError with a one-line reason if ``fmt`` is not a usable format."""
-    _compile_format(fmt)
+    if fmt != "json":
+        _compile_format(fmt)
+
+
+# ------------------------------------------------------------------ JSON access log
+
+# key -> what it holds (docs/observability.md shows the same table); null when the
+# request did not have it
+JSON_FIELDS = {
+    "time": "when the request's first byte arrived, RFC 3339, UTC, milliseconds",
+    "remote_addr": "client address (REMOTE_ADDR: the proxy's view when trusted)",
+    "method": "request method",
+    "path": "URL path, percent-decoded (SCRIPT_NAME + PATH_INFO)",
+    "query": "query string, as sent",
+    "protocol": "HTTP/1.1 or HTTP/1.0",
+    "status": "response status code (integer)",
+    "bytes": "response body bytes (integer)",
+    "duration": "seconds from the head's arrival to the response's end",
+    "queue_time": "seconds from the head's arrival to the app call",
+    "user_agent": "User-Agent header",
+    "referer": "Referer header",
+    "request_id": "X-Request-ID header",
+}
+
+
+def _client_text(value):
+    """A client's bytes (PEP 3333 carries them as latin-1 str) as the text they
+    spell in UTF-8; bytes that are not UTF-8 stay visible as \\xHH."""
+    if value is None:
+        return None
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:          # not from the wire (the app or a middleware)
+        return value
+    if raw.isascii():
+        return value
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _rfc3339(t):
+    tm = time.gmtime(t)
+    return (f"{tm.tm_year:04d}-{tm.tm_mon:02d}-{tm.tm_mday:02d}T{tm.tm_hour:02d}:"
+            f"{tm.tm_min:02d}:{tm.tm_sec:02d}.{int(t * 1000) % 1000:03d}Z")
+
+
+def _json_record(environ, status, length, request_time):
+    get = environ.get
+    queue = get("fastwsgi.queue_time") or 0.0
+    started = get("fastwsgi.request_start") or (time.time() - request_time - queue)
+    try:
+        code = int(status[:3])
+    except ValueError:
+        code = None
+    return {
+        "time": _rfc3339(started),
+        "remote_addr": get("REMOTE_ADDR") or None,
+        "method": _client_text(get("REQUEST_METHOD")),
+        "path": _client_text(get("SCRIPT_NAME", "") + get("PATH_INFO", "")),
+        "query": _client_text(get("QUERY_STRING")) or None,
+        "protocol": _client_text(get("SERVER_PROTOCOL")),
+        "status": code,
+        "bytes": length,
+        "duration": round(request_time + queue, 6),
+        "queue_time": round(queue, 6),
+        "user_agent": _client_text(get("HTTP_USER_AGENT")),
+        "referer": _client_text(get("HTTP_REFERER")),
+        "request_id": _client_text(get("HTTP_X_REQUEST_ID")),
+    }
 
 
 class AccessLog:
@@ -254,10 +357,16 @@ class AccessLog:
     failed write is reported once to the error log and the request goes on.
     """
 
-    def __init__(self, path, fmt):
-        self.path = path
+    def __init__(self, path, fmt, slow=0.0):
+        self.path = path              # None: no access lines (only the slow-request log)
         self.format = fmt
-        self._getters = _compile_format(fmt, _ClfClock())
+        self.slow = slow
+        if fmt == "json":
+            import json  # here: only this format needs it
+            self._dumps = json.JSONEncoder(ensure_ascii=True, separators=(", ", ": ")).encode
+            self._getters = None
+        else:
+            self._getters = _compile_format(fmt, _ClfClock())
         self._lock = threading.Lock()
         self._failed = False
         self._stream = None
@@ -266,12 +375,15 @@ class AccessLog:
 
     @classmethod
     def from_config(cls, config):
-        """An AccessLog for ``config``, or None if access logging is off."""
-        if not config.access_log:
+        """An AccessLog for ``config``, or None if access logging and the slow-request
+        log are both off (the hot path then pays one ``is not None`` test)."""
+        if not config.access_log and not config.log_slow_requests:
             return None
-        return cls(config.access_log, config.access_log_format)
+        return cls(config.access_log, config.access_log_format, config.log_slow_requests)
 
     def _open(self):
+        if self.path is None:
+            return
         if self.path == "-":
             self._stream, self._owns_stream = sys.stdout, False
             return
@@ -284,13 +396,24 @@ class AccessLog:
         self._owns_stream = True
 
     def __call__(self, environ, status, length, request_time):
+        if self.slow:
+            self._check_slow(environ, status, request_time)
+        if self.path is None:
+            return
         try:
-            line = self.format % {
-                key: getter(environ, status, length, request_time)
-                for key, getter in self._getters
-            }
+            if self._getters is None:
+                line = self._dumps(_json_record(environ, status, length, request_time))
+            else:
+                line = self.format % {
+                    key: getter(environ, status, length, request_time)
+                    for key, getter in self._getters
+                }
         except Exception as exc:  # a hostile environ must not break the request
-            line = f"- - - - \"-\" {status[:3]} {length} \"-\" \"-\" (log error: {exc!r})"
+            if self._getters is None:
+                line = self._dumps({"status": status[:3], "bytes": length,
+                                    "log_error": repr(exc)})
+            else:
+                line = f"- - - - \"-\" {status[:3]} {length} \"-\" \"-\" (log error: {exc!r})"
         with self._lock:
             try:
                 self._stream.write(line + "\n")
@@ -301,6 +424,17 @@ class AccessLog:
                     self._failed = True
                     logging.getLogger("fastwsgi.error").error(
                         "cannot write the access log %s: %s", self.path, exc)
+
+    def _check_slow(self, environ, status, request_time):
+        queue = environ.get("fastwsgi.queue_time") or 0.0
+        duration = request_time + queue
+        if duration <= self.slow:
+            return
+        logging.getLogger("fastwsgi.error").warning(
+            'slow request: "%s %s" %s took %.3fs (queue %.3fs, over --log-slow-requests %g)',
+            _escape(str(environ.get("REQUEST_METHOD", "-"))),
+            _escape(str(environ.get("RAW_URI") or environ.get("PATH_INFO", "-"))),
+            status[:3], duration, queue, self.slow)
 
     def reopen(self):
         """Reopen the log file (after logrotate moved it; SIGUSR1). No-op for stdout."""

@@ -10,6 +10,17 @@ stays the path), and a path under no prefix goes to the "/" app, or gets 404.
     GET /api         mounts /api  ->  SCRIPT_NAME="/api"  PATH_INFO=""
     GET /apiary      mounts /api  ->  the "/" app, PATH_INFO="/apiary"
 
+Routing is on the normalized path, so that the app a request reaches is the one
+a normalizing front end (nginx) chose its rules for: PATH_INFO (already
+percent-decoded by the server, so "%2e%2e" and "%2f" are ".." and "/" here, as
+in nginx) loses its dot segments as RFC 3986 §5.2.4 says ("/admin/../api/x" is
+"/api/x"; a ".." at the root is dropped) and runs of "/" become one (nginx's
+merge_slashes, on by default).  The app gets the normalized SCRIPT_NAME and
+PATH_INFO; RAW_URI / REQUEST_URI keep the bytes the client sent.
+
+    GET /admin/../api/x  mounts /api  ->  SCRIPT_NAME="/api"  PATH_INFO="/x"
+    GET //api//x         mounts /api  ->  SCRIPT_NAME="/api"  PATH_INFO="/x"
+
 Values may be WSGI callables or APP_SPEC strings (loaded with fastwsgi's loader).
 ``fastwsgi.mount`` is the function (fastwsgi/__init__.py binds it over this
 module's name; ``from fastwsgi.mount import Mount`` still reaches the module).
@@ -19,7 +30,27 @@ or the mounts of ``config.mount`` (the CLI's PREFIX=APP_SPEC arguments; an
 APP_SPEC beside them is the "/" app), behind ``config.static``'s StaticFiles.
 """
 
-__all__ = ["Mount", "mount", "build_app"]
+__all__ = ["Mount", "mount", "build_app", "normalize_path"]
+
+
+def normalize_path(path):
+    """RFC 3986 §5.2.4 remove_dot_segments on an absolute path, with empty
+    segments ("//") merged; a path that does not start with "/" is returned as
+    it is.  "/a/./b/../c/" -> "/a/c/", "/.." -> "/", "/a//b" -> "/a/b"."""
+    if not path.startswith("/") or ("/." not in path and "//" not in path):
+        return path                      # nothing to remove: the common case
+    segments = path.split("/")
+    out = []
+    for segment in segments[1:]:
+        if segment == "..":
+            if out:
+                out.pop()
+        elif segment and segment != ".":
+            out.append(segment)
+    # a path ending in "/", "/." or "/.." names a directory: keep its "/"
+    if out and segments[-1] in ("", ".", ".."):
+        out.append("")
+    return "/" + "/".join(out)
 
 
 def _not_found(environ, start_response):
@@ -52,7 +83,7 @@ class Mount:
                 self.default = app
 
     def __call__(self, environ, start_response):
-        script = environ.get("PATH_INFO", "")
+        script = normalize_path(environ.get("PATH_INFO", ""))
         path_info = ""
         # Werkzeug's walk: try the whole path, then drop one segment at a time
         while "/" in script:
@@ -94,7 +125,8 @@ def build_app(app_spec, config):
         from fastwsgi.static import StaticFiles
         directories = dict(item.split("=", 1) for item in config.static)
         try:
-            app = StaticFiles(app, directories)
+            app = StaticFiles(app, directories, dotfiles=config.static_dotfiles,
+                              cache_control=config.static_cache_control)
         except ValueError as exc:
             raise AppLoadError(f"--static: {exc}") from None
     return app

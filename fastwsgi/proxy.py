@@ -1,20 +1,13 @@
-"""Deployment behind a proxy: which peers are trusted, forwarded headers, listener
-protocols (HTTP, uwsgi, PROXY protocol).
+"""Deployment behind a proxy: which peers are trusted, and forwarded headers.
 
-Contract (used by fastwsgi/server.py):
-- ``listener_options(config, sock) -> dict`` gives the keyword arguments of
-  ``Loop.add_listener`` for one listening socket: ``protocol`` (0 HTTP, 1 uwsgi),
-  ``proxy_protocol`` (bool: a PROXY header precedes each connection's first request),
-  ``trust`` (callable(remote_addr: str) -> bool, or None: nobody is trusted; unix
-  socket peers have remote_addr "").
+Contract (used by fastwsgi/listeners.py and fastwsgi/server.py):
+- ``Trust(spec)`` / ``Trust.from_config(config)``: callable(remote_addr: str) ->
+  bool for a ``--forwarded-allow-ips`` list (unix socket peers have remote_addr
+  ""); from_config gives None for an empty list (nobody is trusted).  Each
+  listener carries one (fastwsgi.listeners.Listener.trust): it decides whether a
+  peer may send a PROXY header, uwsgi packets and forwarded headers.
 - ``forwarded_handler(config) -> callable(environ) | None``: applied to each request
   of a trusted connection before the app sees it.
-
-Which listener speaks what: ``--protocol`` for all of them, and a ``uwsgi://``
-prefix on one ``--bind`` for that one (fastwsgi.config.parse_bind).  Sockets
-are matched to their bind by unix path, fd number or TCP port (port-0 binds in
-the order their sockets are asked about); a socket that matches no bind (systemd
-socket activation) gets ``--protocol``.
 
 Forwarded headers (from trusted peers only; ``--forwarded-allow-ips``):
 
@@ -45,65 +38,8 @@ Forwarded headers (from trusted peers only; ``--forwarded-allow-ips``):
 
 import re
 import socket
-import weakref
 
-__all__ = ["listener_options", "forwarded_handler", "Trust", "PROTOCOLS"]
-
-PROTOCOLS = {"http": 0, "uwsgi": 1}
-
-
-# ------------------------------------------------------------------------- listeners
-
-
-# port-0 binds cannot be told apart by address: they are handed out in call order
-# (Server asks once per socket, in config.bind order); config -> {fileno: bind}
-_port0_claims = weakref.WeakKeyDictionary()
-
-
-def _bind_for(config, sock):
-    """The BindAddress of config.bind this listening socket was made from, or None."""
-    from fastwsgi.config import parse_bind
-
-    try:
-        binds = [parse_bind(text) for text in config.bind]
-        name = sock.getsockname()
-        fileno = sock.fileno()
-    except (OSError, ValueError, AttributeError):
-        return None
-    if isinstance(name, (str, bytes)):
-        name = name.decode() if isinstance(name, bytes) else name
-        for b in binds:
-            if b.kind == "unix" and b.path == name:
-                return b
-    else:
-        for b in binds:
-            if b.kind == "tcp" and b.port == name[1]:
-                return b
-        claims = _port0_claims.setdefault(config, {})
-        if fileno in claims:
-            return claims[fileno]
-        taken = list(claims.values())
-        for b in binds:
-            if b.kind == "tcp" and b.port == 0:
-                if b in taken:
-                    taken.remove(b)
-                    continue
-                claims[fileno] = b
-                return b
-    for b in binds:
-        if b.kind == "fd" and b.fd == fileno:
-            return b
-    return None
-
-
-def listener_options(config, sock):
-    bind = _bind_for(config, sock)
-    protocol = (bind.protocol if bind is not None else None) or config.protocol
-    return {
-        "protocol": PROTOCOLS[protocol],
-        "proxy_protocol": bool(config.proxy_protocol),
-        "trust": Trust.from_config(config),
-    }
+__all__ = ["forwarded_handler", "Trust"]
 
 
 # ----------------------------------------------------------------------------- trust

@@ -2,7 +2,8 @@
 
 Contract: ``Reloader(on_change, interval=1.0).start()`` polls, in a daemon thread,
 the modification times of the files behind ``sys.modules`` (``.py`` sources rather
-than their ``.pyc``) plus ``extra_files``; when some change it calls
+than their ``.pyc``) plus ``extra_files`` (paths, or glob patterns expanded on each
+poll, --reload-extra-file); when some change it calls
 ``on_change(paths)`` once for that change, from the reloader thread, then takes the
 new times as its reference.  A file first seen (a module imported later) is a
 reference, not a change.  ``check()`` runs one poll and returns the changed paths.
@@ -17,6 +18,8 @@ import sys
 import threading
 
 __all__ = ["Reloader", "module_files"]
+
+_GLOB_CHARS = frozenset("*?[")
 
 
 def module_files(modules=None):
@@ -54,9 +57,22 @@ class Reloader(threading.Thread):
         self._stopped = threading.Event()
         self.check()                        # the reference times
 
+    def _extra_files(self):
+        # patterns (*, ?, [) are expanded on every poll: a file created later counts
+        if not any(set(p) & _GLOB_CHARS for p in self.extra_files):
+            return self.extra_files
+        import glob
+        files = set()
+        for pattern in self.extra_files:
+            if set(pattern) & _GLOB_CHARS:
+                files.update(glob.glob(pattern, recursive=True))
+            else:
+                files.add(pattern)
+        return files
+
     def check(self):
         changed = []
-        for path in module_files() | self.extra_files:
+        for path in module_files() | self._extra_files():
             mtime = _mtime(path)
             if mtime is None:
                 continue                    # deleted or not a file: nothing to reload

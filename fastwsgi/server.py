@@ -1,10 +1,13 @@
 """The Python face of the server: sockets, the base environ, and the public API.
 
 Contract:
-- ``bind_sockets(config)`` opens the listening sockets of ``config.bind`` (TCP v4/v6,
-  ``unix:PATH``, ``fd://N``); a failure raises OSError carrying ``.address``.
+- ``bind_sockets(config)`` (fastwsgi.listeners, re-exported) opens the listening
+  sockets of ``config.bind``; a failure raises OSError carrying ``.address``.
 - ``Server(app, config, sockets=None)`` wires an app to the compiled loop
-  (fastwsgi._loop) and connection (fastwsgi._connection); its methods are the
+  (fastwsgi._loop) and connection (fastwsgi._connection); ``sockets`` may be
+  sockets bound elsewhere or fastwsgi.listeners.Listener records, and each
+  listening socket is served with its own record (protocol, trust, base
+  environ).  Its methods are the
   ``wsgiref.simple_server`` ones: serve_forever(), handle_request(), shutdown(),
   server_close(), server_address.
 - ``make_server(host, port, app, **options)`` and ``run(app, host, port, **options)``
@@ -18,148 +21,26 @@ import os
 import resource
 import signal
 import socket
-import stat
-import sys
 import threading
+import time
 
-from fastwsgi import __version__
-from fastwsgi._connection import FileWrapper, ServerState
+from fastwsgi import __version__, hooks
+from fastwsgi._connection import ServerState
 from fastwsgi._loop import Loop
 from fastwsgi._parser import Limits
-from fastwsgi.config import Config, parse_bind
+from fastwsgi.config import Config
 from fastwsgi import proxy
+from fastwsgi.errors import RequestTimeout
+# the binding code lives in fastwsgi.listeners; these names stay importable from here
+from fastwsgi.listeners import (base_environ, bind_listeners, bind_one, bind_sockets,
+                                listeners_for, request_timing, socket_url,
+                                systemd_sockets)
 
-__all__ = ["Server", "make_server", "run", "serve", "bind_sockets"]
+
+
+__all__ = ["Server", "make_server", "run", "serve", "bind_sockets", "bind_listeners"]
 
 log = logging.getLogger("fastwsgi.error")
-
-
-def _idna_free(host):
-    """``host`` for getaddrinfo(), as bytes when that is what the idna codec makes of it.
-
-    getaddrinfo() encodes a str host with the idna codec, whose module imports
-    stringprep and unicodedata (kept for the life of the server).  For an ASCII
-    name whose labels are 1-63 bytes long (the last may be empty: "host.") the
-    codec returns the ASCII bytes; anything else stays a str, for the codec.
-    """
-    try:
-        raw = host.encode("ascii")
-    except UnicodeEncodeError:
-        return host
-    labels = raw.split(b".")
-    if all(0 < len(label) < 64 for label in labels[:-1]) and len(labels[-1]) < 64:
-        return raw
-    return host
-
-
-def _bind_one(addr, backlog, unix_mode, reuse_port=False):
-    if addr.kind == "fd":
-        sock = socket.socket(fileno=addr.fd)
-        return sock
-    if addr.kind == "unix":
-        try:
-            if stat.S_ISSOCK(os.stat(addr.path).st_mode):
-                os.unlink(addr.path)        # a stale socket of an earlier run
-        except FileNotFoundError:
-            pass
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            old = os.umask(0o777 & ~unix_mode)
-            try:
-                sock.bind(addr.path)
-            finally:
-                os.umask(old)
-            sock.listen(backlog)
-        except BaseException:
-            sock.close()
-            raise
-        return sock
-    family = socket.AF_INET6 if ":" in addr.host else socket.AF_INET
-    host = addr.host
-    if family == socket.AF_INET and host not in ("", "0.0.0.0"):
-        # a host name: resolve it the way the kernel would connect
-        infos = socket.getaddrinfo(_idna_free(host), addr.port, 0, socket.SOCK_STREAM)
-        family, _, _, _, sockaddr = infos[0]
-        host = sockaddr[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if reuse_port and hasattr(socket, "SO_REUSEPORT"):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, addr.port))
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def systemd_sockets():
-    """Sockets passed by systemd socket activation, or [].
-
-    sd_listen_fds(3): when LISTEN_PID is this process, fds 3 .. 3+LISTEN_FDS-1 are
-    listening sockets.  The variables are then removed, so that processes the app
-    starts do not take the fds for theirs.
-    """
-    try:
-        pid = int(os.environ.get("LISTEN_PID", ""))
-        count = int(os.environ.get("LISTEN_FDS", ""))
-    except ValueError:
-        return []
-    if pid != os.getpid() or count <= 0:
-        return []
-    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
-        os.environ.pop(name, None)
-    sockets = []
-    for fd in range(3, 3 + count):
-        try:
-            sockets.append(socket.socket(fileno=fd))
-        except OSError as exc:
-            exc.address = f"LISTEN_FDS fd {fd}"
-            raise
-    return sockets
-
-
-def bind_sockets(config, reuse_port=None):
-    """The listening sockets for config.bind; OSError.address names a failing bind.
-
-    Under systemd socket activation (LISTEN_FDS) the inherited sockets are used
-    instead of config.bind, as gunicorn does.
-    """
-    inherited = systemd_sockets()
-    if inherited:
-        for sock in inherited:
-            sock.set_inheritable(True)
-        return inherited
-    sockets = []
-    reuse = config.reuse_port if reuse_port is None else reuse_port
-    try:
-        for text in config.bind:
-            addr = parse_bind(text)
-            try:
-                sockets.append(_bind_one(addr, config.backlog, config.unix_socket_mode, reuse))
-            except OSError as exc:
-                exc.address = text
-                raise
-    except BaseException:
-        for sock in sockets:
-            sock.close()
-        raise
-    for sock in sockets:
-        sock.set_inheritable(True)
-    return sockets
-
-
-def socket_url(sock):
-    """How the banner names a listening socket."""
-    if sock.family == socket.AF_UNIX:
-        return f"unix:{sock.getsockname()}"
-    host, port = sock.getsockname()[:2]
-    if sock.family == socket.AF_INET6:
-        host = f"[{host}]"
-    return f"http://{host}:{port}"
 
 
 def raise_fd_limit():
@@ -172,66 +53,19 @@ def raise_fd_limit():
         pass
 
 
-def base_environ(config, sock, multithread=False, multiprocess=False):
-    """The keys every request of a listener shares (PEP 3333 §"environ Variables")."""
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        name = sock.getsockname()
-        server_name, server_port = name[0], str(name[1])
-    else:
-        server_name, server_port = "localhost", "80"
-    # (SCRIPT_NAME is the parser's: it splits it from PATH_INFO per request; a
-    # base without request keys is cloned by the parser, the fast path)
-    return _roomy({
-        "GATEWAY_INTERFACE": "CGI/1.1",
-        # set per connection / request by the compiled connection; present here
-        # so that setting them overwrites instead of growing the dict
-        "REMOTE_ADDR": "",
-        "REMOTE_PORT": "",
-        "wsgi.input": None,
-        "SERVER_NAME": server_name,
-        "SERVER_PORT": server_port,
-        "wsgi.version": (1, 0),
-        "wsgi.url_scheme": "http",
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": multithread,
-        "wsgi.multiprocess": multiprocess,
-        "wsgi.run_once": False,
-        "wsgi.file_wrapper": FileWrapper,
-        "wsgi.input_terminated": True,
-        "SERVER_SOFTWARE": f"fastwsgi/{__version__}",
-    })
-
-
-def _roomy(base):
-    """`base`, rebuilt so that its copies take a request's keys without resizing.
-
-    Each request's environ is PyDict_Copy(base), which memcpys a compact dict's
-    table (CPython's fast path needs used >= 2/3 of the table's entries).  A
-    15-key dict has a 32-slot table that a dozen request keys overflow: one
-    resize per request.  Inserting 7 placeholders first grows the table to 64
-    slots; deleting them keeps the dict compact enough (15 >= 2/3 * 22) for the
-    fast copy, which then has room for about 20 request keys.  Measured: a copy
-    plus a typical request's keys goes from ~1.9 to ~0.4 us.  The keys are
-    interned so that the compiled code's constants find them by identity.  On other dict
-    implementations this is merely a dict with the same items."""
-    roomy = {sys.intern(key): value for key, value in base.items()}
-    n = len(base)
-    pads = [f"\0pad{i}" for i in range(max(0, min(22 - n, n // 2)))]
-    for key in pads:
-        roomy[key] = None
-    for key in pads:
-        del roomy[key]
-    return roomy
-
-
 def make_state(app, config, sock=None, multiprocess=False, access_log=None):
+    """The state the connections share; its base_environ is for connections made
+    without a listener (tests over socketpair()): a listener brings its own.  Its
+    logger escapes the client bytes the connections log (fastwsgi.logs.ClientLog)."""
+    from fastwsgi.logs import ClientLog
+    timing = request_timing(config)
     limits = Limits(
         max_request_line=config.limit_request_line,
         max_header_bytes=config.limit_header_size,
         max_headers=config.limit_request_fields,
         max_body=config.limit_request_body,
     )
-    return ServerState(
+    state = ServerState(
         app,
         base_environ(config, sock, multithread=config.threads > 1, multiprocess=multiprocess),
         limits,
@@ -241,8 +75,11 @@ def make_state(app, config, sock=None, multiprocess=False, access_log=None):
         header_timeout=config.header_timeout,
         io_timeout=config.io_timeout,
         access_log=access_log,
-        logger=log,
+        logger=ClientLog(log),
     )
+    if timing:
+        state.clock_requests = state.timing_environ = True
+    return state
 
 
 class AppThreads:
@@ -250,21 +87,42 @@ class AppThreads:
 
     The loop hands a connection with a parsed request to dispatch() (on the loop
     thread); a pool thread runs it (conn.run_app) and hands it back with
-    loop.handback(), which wakes the loop.  Thread i writes watchdog slot i.
+    loop.handback(), which wakes the loop.  Each thread has a watchdog slot (its
+    index, 1..); ``running`` maps a slot to the connection its thread is serving,
+    so the worker's watchdog (fastwsgi.watchdog) can answer it 504 and raise
+    RequestTimeout in exactly that thread, under ``lock``: the thread clears its
+    slot under the same lock, so the exception never targets a thread that has
+    moved on.  A thread that does not unwind is declared lost: a replacement
+    takes a free slot (``spare`` of them beyond N) and the loop's thread count
+    (which pauses accepting when every thread is busy) follows.
     """
 
-    def __init__(self, loop, count):
+    def __init__(self, loop, count, spare=0):
         import queue  # here: a server without --threads has no use for it
 
         self.loop = loop
         self.queue = queue.SimpleQueue()
-        self.threads = [
-            threading.Thread(target=self._work, args=(slot,), daemon=True,
-                             name=f"fastwsgi-app-{slot}")
-            for slot in range(1, count + 1)
-        ]
-        for thread in self.threads:
-            thread.start()
+        self.lock = threading.Lock()
+        self.running = {}             # slot -> (conn, request key) while in the app
+        self.threads = {}             # slot -> Thread
+        self.lost = set()             # slots of lost threads (still stuck)
+        self.free = list(range(count + spare, count, -1))   # spare slots, pop() lowest
+        self.requests = 0             # request keys: one per dispatched request
+        self.stopping = False
+        self.exit_requested = None    # callable(reason, why): set by the worker
+        loop.threads = count
+        for slot in range(1, count + 1):
+            self._start(slot)
+
+    @property
+    def lost_count(self):
+        return len(self.lost)
+
+    def _start(self, slot):
+        thread = threading.Thread(target=self._work, args=(slot,), daemon=True,
+                                  name=f"fastwsgi-app-{slot}")
+        self.threads[slot] = thread
+        thread.start()
 
     def dispatch(self, conn):
         self.queue.put(conn)
@@ -274,18 +132,106 @@ class AppThreads:
             conn = self.queue.get()
             if conn is None:
                 return
+            with self.lock:
+                self.requests += 1
+                self.running[slot] = (conn, self.requests)
             try:
-                conn.run_app(slot)
-            except BaseException:
-                log.exception("app thread %d failed", slot)
-            finally:
-                self.loop.handback(conn)
+                self._run(slot, conn)
+            except RequestTimeout:
+                pass                  # came while _run handled another exception
+            if self._release(slot, conn):
+                return
+
+    def _run(self, slot, conn):
+        try:
+            conn.run_app(slot)
+        except RequestTimeout:
+            pass                      # answered 504 and logged by the watchdog
+        except SystemExit as exc:
+            log.error("the application raised SystemExit(%r) while iterating its "
+                      "response; the connection is closed", exc.code)
+            if self.exit_requested is not None:
+                self.exit_requested("app-exit", "had the application raise "
+                                                "SystemExit in a request")
+        except BaseException:
+            log.exception("app thread %d failed", slot)
+
+    def _release(self, slot, conn):
+        """Clear the slot and hand ``conn`` back; True if this thread was lost (it
+        then ends: its replacement runs).  A RequestTimeout the watchdog raised as
+        the app returned is delivered at this thread's next bytecode: absorbed
+        here, however late, so that the connection is handed back exactly once."""
+        lost = None
+        while lost is None:
+            try:
+                with self.lock:
+                    self.running.pop(slot, None)
+                    lost = slot in self.lost
+                    if lost:
+                        self.lost.discard(slot)
+                        self.threads.pop(slot, None)
+                        self.free.append(slot)
+                        self.loop.threads -= 1
+                _delivered()
+            except RequestTimeout:
+                pass
+        self.loop.handback(conn)
+        if lost:
+            log.warning("lost app thread %d unwound at last; it ends (its replacement "
+                        "serves)", slot)
+        return lost
+
+    # -- the watchdog's side (fastwsgi.watchdog.Watchdog, its own thread) ---------
+
+    def busy(self, shared):
+        """(slot, request key, thread ident, start time) of every thread in the app."""
+        with self.lock:
+            running = [(slot, key, self.threads[slot].ident)
+                       for slot, (conn, key) in self.running.items()
+                       if slot in self.threads]
+        return [(slot, key, ident, shared.slot(slot)) for slot, key, ident in running]
+
+    def time_out(self, slot, key, ident):
+        """Answer the request ``key`` of thread ``slot`` and raise RequestTimeout in
+        that thread: 504 / 0 (see Connection.app_timed_out), None if it is over."""
+        from fastwsgi.watchdog import raise_in_thread
+
+        with self.lock:
+            entry = self.running.get(slot)
+            if entry is None or entry[1] != key:
+                return None
+            answered = entry[0].app_timed_out()
+            raise_in_thread(ident)
+        return answered
+
+    def thread_lost(self, slot, key):
+        """The thread still runs request ``key`` after the grace: count it lost and
+        start a replacement (if a slot is free).  True if it was declared lost."""
+        with self.lock:
+            entry = self.running.get(slot)
+            if entry is None or entry[1] != key or slot in self.lost or self.stopping:
+                return False
+            self.lost.add(slot)
+            if not self.free:
+                return True
+            new = self.free.pop()
+            self.loop.threads += 1
+        self._start(new)
+        return True
 
     def stop(self, timeout=5.0):
-        for _ in self.threads:
+        with self.lock:
+            self.stopping = True
+            threads = list(self.threads.values())
+        for _ in threads:
             self.queue.put(None)
-        for thread in self.threads:
-            thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+def _delivered():
+    """A Python call: a pending asynchronous exception is raised by the time it returns."""
 
 
 class Server:
@@ -295,25 +241,37 @@ class Server:
 
     def __init__(self, app, config=None, sockets=None, access_log=None, multiprocess=False):
         self.config = config or Config()
+        if self.config.otel:
+            from fastwsgi.otel import instrument   # here: after fork, in each worker
+            app = instrument(app, self.config)
         self.app = app
         raise_fd_limit()
-        self.sockets = sockets if sockets is not None else bind_sockets(self.config)
+        if sockets is None:
+            self.listeners = bind_listeners(self.config, multiprocess=multiprocess)
+        else:
+            self.listeners = listeners_for(self.config, sockets, multiprocess=multiprocess)
+        self.sockets = [listener.sock for listener in self.listeners]
         first = self.sockets[0] if self.sockets else None
         self.state = make_state(app, self.config, first, multiprocess=multiprocess,
                                 access_log=access_log)
         self.loop = Loop(self.state, (),
                          max_connections=self.config.max_connections,
                          graceful_timeout=self.config.graceful_timeout)
-        for sock in self.sockets:
-            self.loop.add_listener(sock, **proxy.listener_options(self.config, sock))
+        for listener in self.listeners:
+            self.loop.add_listener(listener)
         self.state.forwarded = proxy.forwarded_handler(self.config)
         self.threads = None
         if self.config.threads > 1:
-            self.loop.threads = self.config.threads
-            self.threads = AppThreads(self.loop, self.config.threads)
+            self.threads = AppThreads(self.loop, self.config.threads,
+                                      spare=self.config.max_lost_threads)
             self.state.dispatch = self.threads.dispatch
         self._stopped = threading.Event()
         self._stopped.set()
+        self.draining = False       # --drain-delay: /readyz says 503, still serving
+        self.status = None
+        if self.config.status_bind:
+            from fastwsgi.status import for_server   # metrics; our own /metrics if no master
+            self.status = for_server(self)
 
     @property
     def server_address(self):
@@ -340,6 +298,9 @@ class Server:
         self._stopped.wait()
 
     def server_close(self):
+        if self.status is not None:
+            self.status.close()
+            self.status = None
         if self.threads is not None:
             self.threads.stop()
             self.threads = None
@@ -368,11 +329,20 @@ def make_server(host, port, app, server_class=None, handler_class=None, **option
     return Server(app, config)
 
 
-def _install_signals(loop):
-    """SIGINT/SIGTERM stop gracefully; a second one stops at once."""
+def _install_signals(loop, server=None):
+    """SIGINT/SIGTERM stop gracefully (after --drain-delay); a second one stops at
+    once (or ends the drain delay)."""
     def handler(signum, frame):
         if loop.is_stopping:
             loop.stop(graceful=False)
+        elif server is not None and server.config.drain_delay and not server.draining:
+            delay = server.config.drain_delay
+            log.info("draining (%s): /readyz answers 503; stopping in %gs",
+                     signal.Signals(signum).name, delay)
+            server.draining = True
+            timer = threading.Timer(delay, loop.stop)
+            timer.daemon = True
+            timer.start()
         else:
             log.info("stopping (%s)", signal.Signals(signum).name)
             loop.stop()
@@ -404,15 +374,17 @@ def run(app, host="127.0.0.1", port=8000, **options):
         server.server_close()
 
 
-def serve(app, config):
-    """The CLI's single-process server. Returns the exit status."""
+def serve(app, config, sockets=None):
+    """The CLI's single-process server (on ``sockets`` if already bound: sockets or
+    Listener records). Returns the exit status."""
     from fastwsgi.logs import AccessLog
     access = AccessLog.from_config(config)
-    server = Server(app, config, access_log=access)
-    _install_signals(server.loop)
+    server = Server(app, config, sockets=sockets, access_log=access)
+    _install_signals(server.loop, server)
     # the banner comes last: whoever waits for it may signal us right away
     log.info("fastwsgi %s listening on %s (pid %d)", __version__,
              ", ".join(server.urls), os.getpid())
+    hooks.call(config, "when_ready", hooks.current_server())
     try:
         server.serve_forever()
     finally:

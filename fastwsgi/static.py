@@ -23,6 +23,19 @@ What a request gets (RFC 9110):
   NUL in the target, a backslash, or a symlink whose target resolves outside
   the directory (symlinks that stay inside are followed).  Directories are not
   listed and have no index file.
+* 404 for dotfiles and anything under a dot-directory (".env", ".git/config",
+  also spelled "%2eenv": PATH_INFO is decoded) unless ``dotfiles=True``
+  (``--static-dotfiles``): a project directory served by mistake must not hand
+  out its secrets.
+* Only regular files: a FIFO, device or socket is 404.  The file is opened
+  with O_NONBLOCK and fstat()ed before anything is read, so a FIFO with no
+  writer cannot block the event loop (a plain open() of one would).
+* Range numbers are bounded: a first-byte-pos of more than 18 digits is past
+  any file (416), a larger last-byte-pos or suffix-length is clamped to the
+  file (RFC 9110 §14.1.2), never an int() of thousands of digits.
+* ``cache_control`` (``--static-cache-control``), when set, is sent as
+  Cache-Control with every 200/206/304 (e.g. "public, max-age=31536000,
+  immutable" for Django's hashed ``collectstatic`` names).
 """
 
 import email.utils
@@ -38,6 +51,8 @@ _CHUNK = 65536
 # like a separator (or end a C string); the original request meant a file name.
 _ENCODED_SEPARATOR = re.compile(r"%(?:2[fF]|5[cC]|00)")
 _RANGE = re.compile(r"^\s*(\d*)\s*-\s*(\d*)\s*$")
+# 18 digits are < 2**63 and far past any file; longer numbers are not converted
+_MAX_DIGITS = 18
 _ENCODING_TYPES = {
     "gzip": "application/gzip",
     "bzip2": "application/x-bzip2",
@@ -125,7 +140,12 @@ def _parse_range(header, size):
     m = _RANGE.match(spec)
     if not m or (not m.group(1) and not m.group(2)):
         return None
-    first, last = m.group(1), m.group(2)
+    # leading zeros do not count toward the bound ("000...07" is 7)
+    first, last = (g.lstrip("0") or g[:1] for g in m.groups())
+    if len(first) > _MAX_DIGITS:
+        return "unsatisfiable"           # starts past the end of any file
+    if len(last) > _MAX_DIGITS:
+        last = str(1 << 62)              # "to the end" (clamped below), or a whole-file suffix
     if first:
         start = int(first)
         end = int(last) if last else size - 1
@@ -140,11 +160,34 @@ def _parse_range(header, size):
     return max(0, size - suffix), size - 1
 
 
+def _open_regular(path):
+    """``path`` opened for reading if it is a regular file, else None.
+
+    O_NONBLOCK: open() of a FIFO without a writer would block the server until
+    one appears; with it the open returns at once and fstat() says what it
+    is.  (For a regular file O_NONBLOCK changes nothing.)  O_NOCTTY: a tty
+    device never becomes our controlling terminal."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 class StaticFiles:
     """WSGI middleware serving ``{url_prefix: directory}`` in front of ``app``."""
 
-    def __init__(self, app, directories):
+    def __init__(self, app, directories, dotfiles=False, cache_control=None):
         self.app = app
+        self.dotfiles = dotfiles
+        self.cache_control = cache_control
         mounts = []
         for prefix, directory in dict(directories).items():
             root = os.path.realpath(directory)
@@ -177,6 +220,8 @@ class StaticFiles:
                 continue
             if segment == "..":
                 return None              # rejected, not normalized: nothing climbs
+            if segment.startswith(".") and not self.dotfiles:
+                return None              # .env, .git/...: hidden unless enabled
             parts.append(segment)
         if not parts:
             return None                  # the directory itself: no listing
@@ -197,20 +242,12 @@ class StaticFiles:
             return _plain(start_response, "405 Method Not Allowed", [("Allow", "GET, HEAD")],
                           b"Method Not Allowed\n")
         real = self.resolve(environ, root, relative)
-        f = None
-        if real is not None:
-            try:
-                f = open(real, "rb")
-            except OSError:
-                f = None
+        f = _open_regular(real) if real is not None else None
         if f is None:
             return _plain(start_response, "404 Not Found", body=b"Not Found\n")
         try:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode):
-                f.close()
-                return _plain(start_response, "404 Not Found", body=b"Not Found\n")
-            return self._respond(environ, start_response, f, real, st, method)
+            return self._respond(environ, start_response, f, real, os.fstat(f.fileno()),
+                                 method)
         except BaseException:
             f.close()
             raise
@@ -221,6 +258,9 @@ class StaticFiles:
         mtime = int(st.st_mtime)
         last_modified = email.utils.formatdate(mtime, usegmt=True)
         validators = [("ETag", etag), ("Last-Modified", last_modified)]
+        if self.cache_control:
+            # RFC 9111 §4.3.4: a 304 carries the Cache-Control a 200 would have
+            validators.append(("Cache-Control", self.cache_control))
 
         # conditional requests, RFC 9110 §13.2.2 order: If-None-Match, else IMS
         inm = environ.get("HTTP_IF_NONE_MATCH")

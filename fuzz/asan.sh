@@ -2,10 +2,13 @@
 # Build fastwsgi with FASTWSGI_DEBUG=1 (AddressSanitizer + UBSan, Cython bounds
 # checks on) in a copy of the tree, then run the parser-level suites under it
 # (the corpus, the fuzz regressions and the smuggling matrix), then the server
-# suites, whose servers run sanitized too.
+# suites (the writer's among them), whose servers run sanitized too, then the
+# application-side fuzzer (fuzz/app_fuzz.py) against sanitized servers, inline
+# and with --threads 4.
 #
 #   bash fuzz/asan.sh [WORKDIR]      # default WORKDIR: /tmp/fw-asan
 #   REUSE=1 bash fuzz/asan.sh        # keep an earlier sanitizer build of WORKDIR
+#   APP_FUZZ_CASES=5000 bash fuzz/asan.sh   # cases per app fuzzer run (default 1000)
 #
 # The copy keeps the normal in-place build of the repository untouched.  The
 # python binary is not built with ASan, so the runtime is preloaded; leak
@@ -22,6 +25,7 @@ if [ "${REUSE:-0}" = 1 ] && [ -d "$WORK/fastwsgi" ]; then
     rm -rf "$WORK/tests" "$WORK/fuzz/regressions"
     cp -r "$ROOT/tests" "$WORK/tests"
     mkdir -p "$WORK/fuzz" && cp -r "$ROOT/fuzz/regressions" "$WORK/fuzz/regressions"
+    cp "$ROOT/fuzz/app_fuzz.py" "$WORK/fuzz/app_fuzz.py"
     cd "$WORK"
 else
     rm -rf "$WORK"
@@ -70,6 +74,7 @@ set +e
 "$PY" -m pytest -q -p no:cacheprovider \
     tests/test_server_http.py tests/test_server_app.py tests/test_server_limits.py \
     tests/test_proxy.py tests/test_misbehaving_apps.py tests/test_smuggling.py \
+    tests/test_writer.py tests/test_fuzz_app.py \
     2>&1 | tee "$SERVER_LOG"
 status=${PIPESTATUS[0]}
 set -e
@@ -79,4 +84,23 @@ if ls "$WORK"/asan-server.* > /dev/null 2>&1 || \
     exit 1
 fi
 echo "== pytest exit status $status; no sanitizer report from the servers"
+[ "$status" = 0 ] || exit "$status"
+
+# The application side: random start_response arguments and iterables against a
+# sanitized server (the fuzzer's own checks, plus any report the server wrote).
+APP_LOG="$WORK/asan-app-fuzz.log"
+echo "== app fuzzer: ${APP_FUZZ_CASES:-1000} cases inline, then with --threads 4"
+set +e
+for threads in 1 4; do
+    FUZZ_OUT="$WORK/app-fuzz-out" "$PY" fuzz/app_fuzz.py --random "${APP_FUZZ_CASES:-1000}" \
+        --seed "$threads" --threads "$threads" 2>&1 | tee -a "$APP_LOG"
+    [ "${PIPESTATUS[0]}" = 0 ] || status=1
+done
+set -e
+if ls "$WORK"/asan-server.* > /dev/null 2>&1 || \
+        grep -qE "ERROR: AddressSanitizer|runtime error:|UndefinedBehaviorSanitizer" "$APP_LOG"; then
+    echo "== sanitizer report found: $(ls "$WORK"/asan-server.* 2>/dev/null) $APP_LOG"
+    exit 1
+fi
+echo "== app fuzzer exit status $status; no sanitizer report"
 exit "$status"

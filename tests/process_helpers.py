@@ -56,8 +56,22 @@ def wait_until(predicate, timeout=5.0, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
+def in_thread(fn, *args):
+    """Run fn(*args) in a thread; .result holds its return value or the exception."""
+    def run():
+        try:
+            t.result = fn(*args)
+        except Exception as exc:       # the test inspects it
+            t.result = exc
+
+    t = threading.Thread(target=run, daemon=True)
+    t.result = None
+    t.start()
+    return t
+
+
 def booted_pids(server):
-    return [int(m) for m in re.findall(r"worker (\d+) booting", server.output)]
+    return [int(m) for m in re.findall(r"worker (\d+) booted", server.output)]
 
 
 class Load:
@@ -70,6 +84,7 @@ class Load:
         self.ok = 0
         self.failures = []
         self.pids = set()
+        self.answers = []           # the pid of every success, in order
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, daemon=True)
@@ -99,6 +114,7 @@ class Load:
                     if resp.status == 200:
                         self.ok += 1
                         self.pids.add(pid_of(body))
+                        self.answers.append(pid_of(body))
                     else:
                         self.failures.append(f"status {resp.status}")
             except Exception as exc:

@@ -99,7 +99,7 @@ def test_unknown_option_exits_2(project):
     result = run("--no-such-option", "cliapp:app", cwd=project)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
-        "fastwsgi: error: unrecognized arguments: --no-such-option")
+        "fastwsgi: error: unrecognized option: --no-such-option (fastwsgi --help")
 
 
 def test_option_without_value_exits_2(project):
@@ -177,9 +177,6 @@ def test_unwritable_error_log(project):
     ("cliapp:nope", "fastwsgi: error: module 'cliapp' has no attribute 'nope'"),
     ("cliapp:value", "fastwsgi: error: 'cliapp:value' is not callable (it is int); "
                      "a WSGI application must be callable"),
-    ("cliapp:create_app('bad')", re.compile(
-        r"fastwsgi: error: factory \"create_app\('bad'\)\" raised RuntimeError: "
-        r"refusing to start \(cliapp\.py, line \d+\)")),
     ("cliapp:create_app(open('x'))", re.compile(
         r"fastwsgi: error: invalid app spec .*factory arguments must be literals.*")),
     ("cli-app", re.compile(r"fastwsgi: error: invalid app spec 'cli-app': .*")),
@@ -188,12 +185,77 @@ def test_app_errors(project, spec, expected):
     assert_one_error_line(run(spec, cwd=project), expected)
 
 
+def assert_app_traceback_then_one_line(result, frames, expected):
+    """The app's traceback (its frames, full paths, none of fastwsgi's or
+    importlib's), then one line ``fastwsgi: error: ...``; exit 1."""
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert lines[0] == "Traceback (most recent call last):", result.stderr
+    assert lines[-1] == expected, result.stderr
+    shown = re.findall(r'^  File "([^"]+)", line (\d+), in (\S+)$', result.stderr, re.M)
+    assert [(path, int(line)) for path, line, _ in shown] == frames, result.stderr
+    assert "fastwsgi" not in result.stderr.replace("fastwsgi: error:", "")
+    assert "importlib" not in result.stderr and "<frozen" not in result.stderr
+
+
 def test_import_error_inside_the_app_module(project):
     (project / "brokenapp.py").write_text("import os\nimport requests_not_installed_xyz\n")
     result = run("brokenapp:app", cwd=project)
-    assert_one_error_line(
-        result, "fastwsgi: error: cannot import 'brokenapp': ModuleNotFoundError: No module "
-                "named 'requests_not_installed_xyz' (brokenapp.py, line 2)")
+    assert_app_traceback_then_one_line(
+        result, [(str(project / "brokenapp.py"), 2)],
+        "fastwsgi: error: cannot import 'brokenapp': ModuleNotFoundError: No module "
+        "named 'requests_not_installed_xyz' (brokenapp.py, line 2)")
+
+
+def test_error_raised_deep_inside_the_app_import(project):
+    """The issue's case: the summary alone named util.py and no path or caller."""
+    (project / "nested.py").write_text("import helpers.util\napp = None\n")
+    (project / "helpers").mkdir()
+    (project / "helpers" / "__init__.py").write_text("")
+    (project / "helpers" / "util.py").write_text("x = 1\ny = 1 / 0\n")
+    result = run("nested:app", cwd=project)
+    assert_app_traceback_then_one_line(
+        result, [(str(project / "nested.py"), 1), (str(project / "helpers" / "util.py"), 2)],
+        "fastwsgi: error: cannot import 'nested': ZeroDivisionError: division by zero "
+        "(util.py, line 2)")
+    assert "    y = 1 / 0" in result.stderr
+
+
+def test_factory_that_raises_shows_its_traceback(project):
+    result = run("cliapp:create_app('bad')", cwd=project)
+    assert_app_traceback_then_one_line(
+        result, [(str(project / "cliapp.py"), 10)],
+        "fastwsgi: error: factory \"create_app('bad')\" raised RuntimeError: refusing to "
+        "start (cliapp.py, line 10)")
+
+
+def test_factory_called_with_wrong_arguments_names_no_fastwsgi_file(project):
+    result = run("cliapp:create_app(1, 2)", cwd=project)
+    assert result.returncode == 1
+    assert "_loader" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "fastwsgi: error: factory 'create_app(1, 2)' raised TypeError: create_app() takes")
+
+
+def test_import_error_at_log_level_debug_shows_fastwsgi_frames_too(project):
+    (project / "brokenapp.py").write_text("raise KeyError('k')\n")
+    result = run("--log-level", "debug", "brokenapp:app", cwd=project)
+    assert result.returncode == 1
+    assert re.search(r'File ".*fastwsgi.*_loader\.py", line \d+, in _import', result.stderr)
+    assert f'File "{project / "brokenapp.py"}", line 1, in <module>' in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "fastwsgi: error: cannot import 'brokenapp': KeyError: 'k' (brokenapp.py, line 1)")
+
+
+def test_syntax_error_in_the_app_shows_the_line(project):
+    (project / "brokenapp.py").write_text("x = (\n")
+    result = run("brokenapp:app", cwd=project)
+    assert result.returncode == 1
+    assert f'File "{project / "brokenapp.py"}", line 1' in result.stderr
+    assert "SyntaxError" in result.stderr
+    assert "Traceback" not in result.stderr or "_loader" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "fastwsgi: error: cannot import 'brokenapp': SyntaxError:")
 
 
 def test_app_is_found_through_pythonpath_and_chdir(project, tmp_path_factory):
@@ -224,7 +286,8 @@ class FakeServer:
 
 @pytest.fixture
 def fake_server(monkeypatch, project):
-    """Install a stand-in ``fastwsgi.server``; isolate cwd, sys.path and logging."""
+    """Install a stand-in ``fastwsgi.server``; isolate cwd, sys.path and logging.
+    (The tests that use it pass --no-master: serve() is the single-process path.)"""
     import logging
 
     monkeypatch.chdir(project)
@@ -254,7 +317,7 @@ def fake_server(monkeypatch, project):
 
 def test_main_hands_app_and_config_to_serve(fake_server, project):
     fake = fake_server(result=0)
-    assert cli.main(["--bind", "127.0.0.1:0", "--threads", "3", "cliapp:app"]) == 0
+    assert cli.main(["--no-master", "--bind", "127.0.0.1:0", "--threads", "3", "cliapp:app"]) == 0
     (app, config, cwd, _), = fake.calls
     assert app.__name__ == "app" and app.__module__ == "cliapp"
     assert isinstance(config, Config)
@@ -264,12 +327,12 @@ def test_main_hands_app_and_config_to_serve(fake_server, project):
 
 def test_main_returns_serves_exit_code(fake_server):
     fake_server(result=3)
-    assert cli.main(["cliapp:app"]) == 3
+    assert cli.main(["--no-master", "cliapp:app"]) == 3
 
 
 def test_main_factory_spec(fake_server):
     fake = fake_server()
-    assert cli.main(["cliapp:create_app('ok')"]) == 0
+    assert cli.main(["--no-master", "cliapp:create_app('ok')"]) == 0
     assert fake.calls[0][0].__name__ == "app"
 
 
@@ -277,7 +340,7 @@ def test_bind_error_is_one_line(fake_server, capsys):
     error = OSError(errno.EADDRINUSE, os.strerror(errno.EADDRINUSE))
     error.address = "127.0.0.1:8000"
     fake_server(error=error)
-    assert cli.main(["cliapp:app"]) == 1
+    assert cli.main(["--no-master", "cliapp:app"]) == 1
     err = capsys.readouterr().err
     assert err == "fastwsgi: error: cannot bind 127.0.0.1:8000: address already in use\n"
 
@@ -286,7 +349,7 @@ def test_permission_error_on_bind(fake_server, capsys):
     error = PermissionError(errno.EACCES, "Permission denied")
     error.address = "0.0.0.0:80"
     fake_server(error=error)
-    assert cli.main(["cliapp:app"]) == 1
+    assert cli.main(["--no-master", "cliapp:app"]) == 1
     assert capsys.readouterr().err == "fastwsgi: error: cannot bind 0.0.0.0:80: permission denied\n"
 
 
@@ -304,7 +367,7 @@ def test_chdir_hooks_and_pidfile(fake_server, project, tmp_path_factory):
     pidfile = project / "app.pid"
     fake = fake_server()
     os.chdir(start)
-    status = cli.main(["-c", "conf.py", "--chdir", str(project), "--pid", str(pidfile),
+    status = cli.main(["--no-master", "-c", "conf.py", "--chdir", str(project), "--pid", str(pidfile),
                        "cliapp:app"])
     assert status == 0
     _, _, cwd, pid_text = fake.calls[0]
@@ -317,7 +380,7 @@ def test_chdir_hooks_and_pidfile(fake_server, project, tmp_path_factory):
 def test_failing_hook_is_one_line(fake_server, project, capsys):
     (project / "conf.py").write_text("def on_starting(config):\n    raise ValueError('no')\n")
     fake = fake_server()
-    assert cli.main(["-c", "conf.py", "cliapp:app"]) == 1
+    assert cli.main(["--no-master", "-c", "conf.py", "cliapp:app"]) == 1
     assert capsys.readouterr().err == (
         "fastwsgi: error: on_starting hook raised ValueError: no\n")
     assert fake.calls == []
@@ -326,7 +389,7 @@ def test_failing_hook_is_one_line(fake_server, project, capsys):
 def test_config_warnings_go_to_the_error_log(fake_server, project, capsys):
     (project / "conf.py").write_text("treads = 4\n")
     fake_server()
-    assert cli.main(["-c", "conf.py", "cliapp:app"]) == 0
+    assert cli.main(["--no-master", "-c", "conf.py", "cliapp:app"]) == 0
     err = capsys.readouterr().err
     assert "[WARNING] conf.py: 'treads' is not a setting (did you mean 'threads'?)" in err
 
@@ -337,6 +400,7 @@ def test_master_settings_go_to_the_arbiter(fake_server, monkeypatch):
     arbiter = types.ModuleType("fastwsgi.arbiter")
     arbiter.run = lambda app_spec, config: calls.append((app_spec, config.workers)) or 0
     monkeypatch.setitem(sys.modules, "fastwsgi.arbiter", arbiter)
+    monkeypatch.setattr(fastwsgi, "arbiter", arbiter, raising=False)
     assert cli.main(["-w", "4", "cliapp:app"]) == 0
     assert calls == [("cliapp:app", 4)]
     assert fake.calls == []
@@ -446,3 +510,40 @@ def test_real_server_error_logfile(project):
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "listening on" not in err
+
+
+def test_single_process_hooks_get_gunicorn_shaped_arguments(fake_server, project):
+    (project / "conf.py").write_text(textwrap.dedent("""\
+        seen = []
+        def on_starting(server):
+            server.log.info("starting %s", server.app.app_uri)
+            seen.append(("on_starting", server.pid, server.cfg.threads))
+        def post_worker_init(worker):
+            seen.append(("post_worker_init", worker.pid, worker.age, worker.wsgi.__name__))
+        def worker_exit(server, worker):
+            seen.append(("worker_exit", worker.pid))
+        def on_exit(server):
+            seen.append(("on_exit", server.pid))
+        """))
+    fake = fake_server()
+    assert cli.main(["--no-master", "-c", "conf.py", "--threads", "2", "cliapp:app"]) == 0
+    config = fake.calls[0][1]
+    seen = config.on_starting.__globals__["seen"]
+    pid = os.getpid()
+    assert seen == [("on_starting", pid, 2), ("post_worker_init", pid, 1, "app"),
+                    ("worker_exit", pid), ("on_exit", pid)]
+    assert fake.calls[0][0].__name__ == "app"      # no request hooks: the app itself
+    (project / "conf.py").write_text("def pre_request(worker, req):\n    pass\n")
+    assert cli.main(["--no-master", "-c", "conf.py", "cliapp:app"]) == 0
+    assert fake.calls[1][0].__name__ == "hooked"
+
+
+def test_workers_that_cannot_load_the_app_at_start_say_it_as_one_process_does(project):
+    # the master reports its workers' failure: the app's traceback, then the one line
+    (project / "nested.py").write_text("import helper\napp = None\n")
+    (project / "helper.py").write_text("def f():\n    return {}['key']\nf()\n")
+    result = run("-w", "2", "-b", "127.0.0.1:0", "nested:app", cwd=project)
+    assert_app_traceback_then_one_line(
+        result, [(str(project / "nested.py"), 1), (str(project / "helper.py"), 3),
+                 (str(project / "helper.py"), 2)],
+        "fastwsgi: error: cannot import 'nested': KeyError: 'key' (helper.py, line 2)")

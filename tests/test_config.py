@@ -12,13 +12,12 @@ import textwrap
 import pytest
 
 from fastwsgi import config as cfg
+from fastwsgi.cli import build_parser, load_config
 from fastwsgi.config import (
     SETTINGS,
     SETTINGS_BY_NAME,
     Config,
     ConfigError,
-    build_parser,
-    load_config,
     parse_bind,
     settings_markdown,
 )
@@ -132,7 +131,7 @@ def test_the_cli_drops_the_modules_parsing_imported(tmp_path):
     import subprocess
     code = textwrap.dedent("""\
         import sys
-        from fastwsgi.config import load_config
+        from fastwsgi.cli import load_config
         config, spec = load_config(sys.argv[1:], env={}, drop_parser_modules=True)
         print(spec, config.bind, config.workers)
         print(*[m for m in ("argparse", "gettext", "locale") if m in sys.modules])
@@ -273,10 +272,10 @@ def test_hook_validator_checks_callability_and_arity():
     starting = SETTINGS_BY_NAME["on_starting"].validator
     post_fork = SETTINGS_BY_NAME["post_fork"].validator
 
-    def one(config):
+    def one(server):
         pass
 
-    def two(config, pid):
+    def two(server, worker):
         pass
 
     def flexible(*args):
@@ -284,9 +283,9 @@ def test_hook_validator_checks_callability_and_arity():
 
     assert starting(one) is one and starting(None) is None
     assert post_fork(two) is two and post_fork(flexible) is flexible
-    with pytest.raises(ValueError, match=r"a callable taking \(config\)"):
+    with pytest.raises(ValueError, match=r"a callable taking \(server\)"):
         starting(two)
-    with pytest.raises(ValueError, match=r"a callable taking \(config, worker_pid\)"):
+    with pytest.raises(ValueError, match=r"a callable taking \(server, worker\)"):
         post_fork(one)
     with pytest.raises(ValueError, match="got 'print'"):
         starting("print")
@@ -342,14 +341,18 @@ def test_attribute_assignment_is_validated():
 
 
 def test_needs_master():
-    assert Config().needs_master() is None
-    assert Config.from_options(workers=2).needs_master() == "--workers > 1"
-    assert Config.from_options(reload=True).needs_master() == "--reload"
-    assert Config.from_options(max_requests=100).needs_master() == "--max-requests"
-    assert Config.from_options(threads=8).needs_master() is None
-    assert Config.from_options(preload=True).needs_master() == "--preload"
-    assert Config.from_options(timeout=10).needs_master() == "--timeout"
-    assert Config.from_options(timeout=0).needs_master() is None
+    # a master (and at least one worker) by default, as gunicorn
+    assert Config().needs_master() == "default"
+    assert Config.from_options(threads=8, timeout=0).needs_master() == "default"
+    assert Config.from_options(master=False).needs_master() is None
+    assert Config.from_options(master=False, threads=8).needs_master() is None
+    for options, text in (({"workers": 2}, "--workers > 1"), ({"reload": True}, "--reload"),
+                          ({"max_requests": 100}, "--max-requests"),
+                          ({"preload": True}, "--preload"),
+                          ({"max_worker_memory": "1G"}, "--max-worker-memory"),
+                          ({"max_worker_age": 60}, "--max-worker-age")):
+        with pytest.raises(ConfigError, match=f"--no-master: {re.escape(text)} needs"):
+            Config.from_options(master=False, **options).needs_master()
 
 
 def test_as_dict_and_repr():
@@ -496,19 +499,20 @@ def test_gunicorn_config_file_carries_over(tmp_path):
         loglevel = "warning"
         keepalive = 2
         worker_class = "sync"
+        preload_app = True
+        worker_connections = 500
+        daemon = False
         def when_ready(server):
             pass
         """)
     c, _ = load(["-c", "gunicorn.conf.py", "a:b"], cwd=tmp_path)
     assert (c.access_log, c.error_log, c.log_level, c.keep_alive) == (
         "-", "/tmp/err.log", "warning", 2.0)
+    assert (c.preload, c.max_connections, c.worker_class) == (True, 500, "sync")
+    assert callable(c.when_ready)
     assert c.source_of("access_log").endswith("gunicorn.conf.py: accesslog")
-    assert sorted(c.warnings) == [
-        f"{tmp_path}/gunicorn.conf.py: 'when_ready' is a gunicorn setting fastwsgi does "
-        "not support; ignored",
-        f"{tmp_path}/gunicorn.conf.py: 'worker_class' is a gunicorn setting fastwsgi does "
-        "not support; ignored",
-    ]
+    assert c.source_of("preload").endswith("gunicorn.conf.py: preload_app")
+    assert c.warnings == [] and c.notes == []
 
 
 def test_pyproject_accepts_aliases_and_odd_tool_tables(tmp_path):
@@ -526,8 +530,8 @@ def test_config_file_from_environment(tmp_path):
 
 @pytest.mark.parametrize("body,message", [
     ("workers = 'x'\n", "conf.py: workers: expected a positive integer, got 'x'"),
-    ("def on_exit():\n    pass\n", "conf.py: on_exit: expected a callable taking (config)"),
-    ("post_fork = 3\n", "conf.py: post_fork: expected a callable taking (config, worker_pid)"),
+    ("def on_exit():\n    pass\n", "conf.py: on_exit: expected a callable taking (server)"),
+    ("post_fork = 3\n", "conf.py: post_fork: expected a callable taking (server, worker)"),
     ("workers = (\n", "conf.py:1: SyntaxError:"),
     ("x = 1\nraise RuntimeError('boom')\n", "conf.py:2: RuntimeError: boom"),
     ("import no_such_module_xyz\n", "conf.py:1: ModuleNotFoundError: No module named"),
@@ -643,13 +647,13 @@ def test_unknown_option_is_a_usage_error(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         load(["--wrokers", "2", "a:b"], cwd=tmp_path)
     assert info.value.code == 2
-    assert "unrecognized arguments" in capsys.readouterr().err
+    assert "unrecognized option: --wrokers (fastwsgi --help" in capsys.readouterr().err
 
 
 def test_every_cli_setting_can_be_set_from_every_source(tmp_path):
     """Round trip: the default, given as text, is accepted by CLI, env and TOML."""
     for s in SETTINGS:
-        if s.default in (None, "", False) or s.action != "store":
+        if s.default in (None, "", False, []) or s.action != "store":
             continue
         text = str(s.default) if s.validator is not cfg.file_mode else f"{s.default:o}"
         argv = [s.cli_flag, text, "a:b"]
@@ -659,7 +663,8 @@ def test_every_cli_setting_can_be_set_from_every_source(tmp_path):
 
 
 def test_version_comes_from_the_package():
-    assert re.match(r"^\d+\.\d+\.\d+", cfg.version())
+    from fastwsgi.cli import version
+    assert re.match(r"^\d+\.\d+\.\d+", version())
 
 
 def test_settings_doc_is_generated_from_the_declarations():

@@ -26,6 +26,10 @@ EXPECTED_DIFFERENCES = {
         "llhttp rejects HTAB OWS around 'chunked'; RFC 9112 §5.1 strips OWS from every value",
     "valid/083-chunked-extension-bws":
         "llhttp rejects BWS between chunk-size and ';' (allowed by RFC 9112 §7.1.1)",
+    "valid/117-version-1-2-served-as-1-1":
+        "llhttp rejects HTTP/1.2; RFC 9110 §2.5 serves a higher 1.x minor as HTTP/1.1",
+    "valid/118-version-1-9-close":
+        "llhttp rejects HTTP/1.9; RFC 9110 §2.5 serves a higher 1.x minor as HTTP/1.1",
 }
 
 H11_DIFFERENCES = {

@@ -216,7 +216,7 @@ def test_clients_that_never_read_a_large_response_leave_memory_bounded(server):
 
 
 def test_idle_keepalive_connections_hold_little_memory():
-    srv = ServerProcess(["hostile:app", "--keep-alive", "60"])
+    srv = ServerProcess(["hostile:app", "--keep-alive", "60", "--no-master"])
     try:
         assert request(srv, "/")[0] == 200
         base_rss, base_fds = rss_mib(srv.pid), quiet_fds(srv.pid)

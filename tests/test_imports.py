@@ -13,6 +13,7 @@ a bare interpreter that imported logging are left out.
 """
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -47,6 +48,7 @@ NOT_IMPORTED = [
     "queue",                            # 100 KB: --threads
     "base64",                           # 220 KB: the access log's %(u)s atom
     "encodings.idna", "stringprep", "unicodedata",  # 280 KB: getaddrinfo(str host)
+    "fastwsgi._gunicorn", "shlex",      # gunicorn's names, FASTWSGI_CMD_ARGS
 ]
 
 
@@ -99,7 +101,7 @@ def test_modules_come_back_when_used(serve, modlist):
 def test_getaddrinfo_gets_what_the_idna_codec_makes_of_a_host(host):
     """fastwsgi.server hands getaddrinfo() the bytes the idna codec would make of
     an ASCII host (so the codec's module is not imported), else the str itself."""
-    from fastwsgi.server import _idna_free
+    from fastwsgi.listeners import _idna_free
 
     try:
         encoded = host.encode("idna")
@@ -110,3 +112,95 @@ def test_getaddrinfo_gets_what_the_idna_codec_makes_of_a_host(host):
         assert arg == encoded
     else:
         assert arg == host and (encoded is None or not host.isascii())
+
+
+# ------------------------------------------------------------ the import graph
+
+PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "fastwsgi")
+_IMPORT = re.compile(r"^\s*(?:from\s+fastwsgi(\.\w+)?\s+(?:c?import)\s+\(?([\w\s,]+)"
+                     r"|c?import\s+fastwsgi\.(\w+))", re.M)
+
+
+def fastwsgi_modules():
+    names = set()
+    for entry in os.listdir(PACKAGE):
+        stem, ext = os.path.splitext(entry)
+        if ext in (".py", ".pyx") and stem != "__init__":
+            names.add(stem)
+    return sorted(names)
+
+
+def import_graph():
+    """module -> the fastwsgi modules it imports, at the top or inside a function
+    (the package itself left out: every submodule import passes through it)."""
+    modules = set(fastwsgi_modules())
+    graph = {}
+    for name in modules:
+        edges = set()
+        for ext in (".py", ".pyx", ".pxd"):
+            path = os.path.join(PACKAGE, name + ext)
+            if not os.path.exists(path):
+                continue
+            with open(path, encoding="utf-8") as f:
+                source = f.read()
+            for sub, names, plain in _IMPORT.findall(source):
+                if plain:
+                    edges.add(plain)
+                elif sub:
+                    edges.add(sub[1:])
+                else:   # from fastwsgi import a, b: the submodules among them
+                    edges.update(n.strip() for n in names.split(",")
+                                 if n.strip() in modules)
+        graph[name] = edges & modules - {name}
+    return graph
+
+
+def test_no_import_cycle_between_fastwsgi_modules():
+    """Lazy imports count: config.py <-> logs.py (over ConfigError) was such a cycle.
+    errors.py, the exception tree, imports nothing of ours."""
+    graph = import_graph()
+    assert graph["errors"] == set()
+    assert "cli" not in graph["config"] and "config" not in graph["logs"]
+    state = {}
+
+    def visit(node, path):
+        if state.get(node) == "done":
+            return
+        assert state.get(node) != "open", "import cycle: " + " -> ".join(path + [node])
+        state[node] = "open"
+        for nxt in sorted(graph[node]):
+            visit(nxt, path + [node])
+        state[node] = "done"
+
+    for node in sorted(graph):
+        visit(node, [])
+
+
+@pytest.mark.parametrize("module", [m for m in fastwsgi_modules()
+                                    if m not in ("__main__", "demo")])
+def test_each_module_imports_alone_in_a_fresh_interpreter(module):
+    result = subprocess.run([sys.executable, "-c", f"import fastwsgi.{module}"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
+def test_every_exception_class_lives_in_errors():
+    """Other modules may re-export (config.ConfigError, _loader.AppLoadError) but
+    define none."""
+    import fastwsgi.errors as errors_module
+
+    for name in fastwsgi_modules():
+        if name == "errors":
+            continue
+        for ext in (".py", ".pyx"):
+            path = os.path.join(PACKAGE, name + ext)
+            if os.path.exists(path):
+                with open(path, encoding="utf-8") as f:
+                    defined = re.findall(r"^\s*class\s+(\w+)\s*\(([^)]*)\)", f.read(), re.M)
+                bad = [cls for cls, bases in defined
+                       if re.search(r"Error\b|Exception\b|\bFatal\b", bases + " " + cls)]
+                assert bad == [], f"{name}{ext} defines {bad}"
+    from fastwsgi import config, _loader
+    assert config.ConfigError is errors_module.ConfigError
+    assert _loader.AppLoadError is errors_module.AppLoadError

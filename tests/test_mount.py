@@ -33,7 +33,7 @@ def call(app, path, script_name=""):
 
 
 PATHS = ["/", "", "/x", "/api", "/api/", "/api/v1/users", "/apiary", "/api/v2",
-         "/api/v2/deep/er", "/admin", "/admin/x", "//api", "/api//x", "/a%20b"]
+         "/api/v2/deep/er", "/admin", "/admin/x", "/a%20b"]
 
 
 def test_matches_werkzeug_dispatcher_middleware():
@@ -143,3 +143,82 @@ def test_cli_errors(args, code, message):
                             capture_output=True, text=True, env=env, timeout=20)
     assert result.returncode == code, result.stderr
     assert message in result.stderr
+
+
+# ------------------------------------------------------- normalized routing (issue 12)
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/admin/../api/x", "api|/api|/x"),
+    ("/admin/./../api", "api|/api|"),
+    ("/admin/..", "root||/"),
+    ("/../admin/x", "admin|/admin|/x"),         # a ".." at the root is dropped
+    ("//api//x", "api|/api|/x"),                # merge_slashes
+    ("/api/v2/../../admin/", "admin|/admin|/"),
+    ("/api/.", "api|/api|/"),
+    ("/api/x/..", "api|/api|/"),
+    ("/.well-known/acme", "root||/.well-known/acme"),
+    ("/api/..x", "api|/api|/..x"),              # not a dot segment
+])
+def test_routing_is_on_the_normalized_path(path, expected):
+    app = fastwsgi.mount({"/": tagger("root"), "/api": tagger("api"),
+                          "/admin": tagger("admin")})
+    assert call(app, path) == ("200", expected)
+
+
+@pytest.mark.parametrize("path, expected", [
+    ("/a/b/c/./../../g", "/a/g"),               # RFC 3986 §5.2.4's own example
+    ("/mid/content=5/../6", "/mid/6"),
+    ("/", "/"), ("", ""), ("*", "*"), ("/a/b", "/a/b"),
+    ("/..", "/"), ("/a/..", "/"), ("/a/../", "/"), ("///", "/"),
+])
+def test_normalize_path(path, expected):
+    from fastwsgi.mount import normalize_path
+    assert normalize_path(path) == expected
+
+
+NGINX_DENY_SERVER = """\
+    server {{
+        listen 127.0.0.1:{port};
+        location /admin {{ deny all; }}
+        location / {{ proxy_pass http://{upstream}; }}
+    }}
+}}
+"""
+
+
+def test_nginx_location_deny_cannot_be_bypassed_with_dot_segments(serve, tmp_path):
+    import os
+    import socket
+    from test_nginx import NGINX_PREAMBLE, Nginx, free_port, nginx_binary
+    if nginx_binary() is None:
+        pytest.fail("nginx is not installed: apt-get install nginx-light (.ci/run does)")
+    server = serve("/admin=deploy:admin", "/api=deploy:api", "deploy:app")
+    port = free_port()
+    prefix = tmp_path / "nginx"
+    nginx = Nginx(str(prefix), NGINX_PREAMBLE.format(
+        user="user root;" if os.geteuid() == 0 else "", prefix=prefix)
+        + NGINX_DENY_SERVER.format(port=port, upstream=f"{server.host}:{server.port}"))
+    try:
+        nginx.wait_listening([port])
+        for target, app in [("/admin/../api/x", "api"), ("/admin/%2e%2e/api/x", "api"),
+                            ("/admin/..%2fapi/x", "api"), ("//admin/../api/x", "api"),
+                            ("/x/../api/y", "api")]:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(f"GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+                          .encode())
+                raw = b""
+                while chunk := s.recv(65536):
+                    raw += chunk
+            # nginx matched its rules on the normalized path and passed the raw
+            # target on: fastwsgi must route the same normalized path
+            assert raw.startswith(b"HTTP/1.1 200"), (target, raw[:200])
+            info = json.loads(raw.split(b"\r\n\r\n", 1)[1])
+            assert info["app"] == app and info["SCRIPT_NAME"] == "/api", (target, info)
+        for target in ("/api/../admin/x", "/api/%2e%2e/admin/x", "//admin/x"):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(f"GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"
+                          .encode())
+                assert s.recv(100).startswith(b"HTTP/1.1 403"), target
+    finally:
+        nginx.stop()

@@ -94,7 +94,9 @@ DOC_VALUES = {
     "static_dir": "/srv/app/static",
 }
 
-NGINX_CONF = """\
+# everything but the servers (a str.format template: {user} {prefix}); the http
+# block is left open (tests/test_mount.py adds its own server to it)
+NGINX_PREAMBLE = """\
 {user}
 worker_processes 1;
 pid {prefix}/nginx.pid;
@@ -109,7 +111,9 @@ http {{
     fastcgi_temp_path {prefix}/tmp/fastcgi;
     scgi_temp_path {prefix}/tmp/scgi;
     client_max_body_size 16m;
+"""
 
+NGINX_CONF = NGINX_PREAMBLE + """
 {upstreams}
     server {{
         listen 127.0.0.1:{port_pool};
@@ -242,7 +246,8 @@ def stack(tmp_path_factory):
         f.write(b"served by nginx\n")
     socks = {"http_sock": os.path.join(tmp, "http.sock"),
              "uwsgi_sock": os.path.join(tmp, "uwsgi.sock")}
-    trust = ["--forwarded-allow-ips", "127.0.0.1,unix"]
+    # --no-master: each instance is the one process that answers (its pid in the body)
+    trust = ["--forwarded-allow-ips", "127.0.0.1,unix", "--no-master"]
     started = []
     try:
         pool = []

@@ -422,9 +422,16 @@ def test_bare_cr_is_rejected_before_any_lf_arrives():
     assert p.next_event() is None
 
 
-@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/1.2", b"HTTP/3.0"])
+@pytest.mark.parametrize("version", [b"HTTP/2.0", b"HTTP/0.9", b"HTTP/3.0", b"HTTP/9.1"])
 def test_unsupported_version(version):
     assert rejects(errors.UnsupportedVersion, req(line=b"GET / " + version)).status_code == 505
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.2", b"HTTP/1.9"])
+def test_higher_minor_version_is_served_as_http11(version):
+    # RFC 9110 §2.5: processed as the highest minor version we implement
+    env = one(req(line=b"GET / " + version))
+    assert env["SERVER_PROTOCOL"] == "HTTP/1.1"
 
 
 def test_http10():
@@ -632,9 +639,41 @@ def test_valid_host(host):
 
 
 @pytest.mark.parametrize("host", [b"", b"   "])
-def test_empty_host_is_valid(host):
-    # RFC 9110 §7.2: a target without an authority is sent with an empty Host
-    assert one(req(host=host))["HTTP_HOST"] == ""
+def test_empty_host_is_invalid(host):
+    # RFC 9110 §4.2.1: an http URI with an empty host MUST be rejected
+    assert rejects(errors.InvalidHeader, req(host=host)).status_code == 400
+
+
+def test_empty_host_beside_absolute_form_is_ignored():
+    env = one(b"GET http://example.com/x HTTP/1.1\r\nHost:\r\n\r\n")
+    assert env["HTTP_HOST"] == "example.com"
+
+
+def test_repeated_content_type_is_rejected():
+    raw = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Type: a/b\r\ncontent-type: c/d\r\n\r\n"
+    assert rejects(errors.InvalidHeader, raw).status_code == 400
+
+
+@pytest.mark.parametrize("target", [b"/a\\b", b"\\", b"/static/..\\app.py", b"/x?q=\\"])
+def test_backslash_in_target_is_rejected(target):
+    exc = rejects(errors.InvalidTarget, req(line=b"GET " + target + b" HTTP/1.1"))
+    assert "backslash" in str(exc)
+
+
+@pytest.mark.parametrize("size", [33, 100, 8191, 100_000])
+def test_method_longer_than_any_implemented_is_501(size):
+    line = b"M" * size + b" / HTTP/1.1"
+    assert rejects(errors.MethodTooLong, req(line=line)).status_code == 501
+    # and the same at every split: the first MAX_METHOD + 1 bytes decide
+    p = RequestParser()
+    with pytest.raises(errors.MethodTooLong):
+        for i in range(0, 40):
+            p.feed(line[i:i + 1])
+            p.next_event()
+
+
+def test_method_of_32_bytes_is_a_method():
+    assert one(req(line=b"M" * 32 + b" / HTTP/1.1"))["REQUEST_METHOD"] == "M" * 32
 
 
 @pytest.mark.parametrize("host", [

@@ -15,7 +15,8 @@ import pytest
 from fastwsgi import errors
 from fastwsgi._proxyproto import parse as parse_proxy
 from fastwsgi.config import Config
-from fastwsgi.proxy import ForwardedHeaders, Trust, forwarded_handler, listener_options
+from fastwsgi.listeners import Listener, listeners_for
+from fastwsgi.proxy import ForwardedHeaders, Trust, forwarded_handler
 
 # --------------------------------------------------------------------------- trust
 
@@ -73,11 +74,11 @@ def test_trust_rejects_a_bad_item_at_once(spec):
 def test_default_trusts_loopback_and_unix_only():
     config = Config()
     assert config.forwarded_allow_ips == "127.0.0.1,::1,unix"
-    trust = listener_options(config, socket.socket())["trust"]
-    assert trust("127.0.0.1") and trust("::1") and trust("") and not trust("10.0.0.1")
-    assert forwarded_handler(Config.from_options(forwarded_allow_ips="")) is None
-    assert listener_options(Config.from_options(forwarded_allow_ips=""),
-                            socket.socket())["trust"] is None
+    with socket.socket() as s:
+        trust = Listener(s, None, config).trust
+        assert trust("127.0.0.1") and trust("::1") and trust("") and not trust("10.0.0.1")
+        assert forwarded_handler(Config.from_options(forwarded_allow_ips="")) is None
+        assert Listener(s, None, Config.from_options(forwarded_allow_ips="")).trust is None
 
 
 def test_forwarded_allow_ips_setting_is_validated():
@@ -95,9 +96,9 @@ def test_listener_protocol_per_bind():
             s = socket.socket()
             s.bind(("127.0.0.1", 0))
             socks.append(s)
-        assert [listener_options(config, s)["protocol"] for s in socks] == [1, 0]
-        assert listener_options(config, socks[0])["protocol"] == 1      # asked again
-        assert listener_options(Config.from_options(protocol="uwsgi"), socks[1])["protocol"] == 1
+        assert [listener.protocol for listener in listeners_for(config, socks)] == [1, 0]
+        uwsgi = Config.from_options(protocol="uwsgi")
+        assert [listener.protocol for listener in listeners_for(uwsgi, socks)] == [1, 1]
         assert str(config.bind_addresses[0]) == "uwsgi://127.0.0.1:0"
     finally:
         for s in socks:

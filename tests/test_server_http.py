@@ -127,7 +127,7 @@ def test_environ_contents(server):
     assert env["wsgi.version"] == [1, 0]
     assert env["wsgi.url_scheme"] == "http"
     assert env["wsgi.multithread"] is False
-    assert env["wsgi.multiprocess"] is False
+    assert env["wsgi.multiprocess"] is True          # a worker under the master
     assert env["wsgi.run_once"] is False
     assert env["wsgi.input_terminated"] is True
     assert env["file_wrapper_callable"] is True

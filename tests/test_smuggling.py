@@ -232,7 +232,8 @@ for name, body, exp in [
 
 # --- pipelines: a request after a rejected one, after Connection: close ---------------------
 GOOD = b"GET /echo HTTP/1.1\r\nHost: h\r\n\r\n"
-case("pipe-good-then-bad-version", GOOD + b"GET /echo HTTP/1.2\r\nHost: h\r\n\r\n", REJECT(505, before=1))
+case("pipe-good-then-bad-version", GOOD + b"GET /echo HTTP/2.0\r\nHost: h\r\n\r\n", REJECT(505, before=1))
+case("pipe-good-then-http12", GOOD + b"GET /echo HTTP/1.2\r\nHost: h\r\n\r\n", ACCEPT(b"", b""))
 case("pipe-good-then-cl-te", GOOD + post([b"Content-Length: 4", TE + b"chunked"], CHUNKED), REJECT(400, before=1))
 case("pipe-chunked-then-garbage", post([TE + b"chunked"], CHUNKED + b"XGET / HTTP/1.1\r\n\r\n"),
      REJECT(400, before=1))

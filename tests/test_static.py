@@ -238,3 +238,87 @@ def test_middleware_under_a_server_without_file_wrapper(tmp_path):
     body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/s/f.txt",
                          "HTTP_RANGE": "bytes=2-4"}, start_response))
     assert seen["status"] == "206 Partial Content" and body == b"234"
+
+
+# ------------------------------------------------------- safe by default (issue 12)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A directory with secrets beside the assets, a FIFO and a unix socket."""
+    root = tmp_path_factory.mktemp("project")
+    (root / ".env").write_bytes(b"SECRET_KEY=hunter2\n")
+    (root / ".git").mkdir()
+    (root / ".git" / "config").write_bytes(b"[remote] url=SECRET\n")
+    (root / "app.css").write_bytes(b"body{}\n")
+    (root / "big.bin").write_bytes(BIG)
+    os.mkfifo(root / "pipe")
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind(str(root / "sock"))
+    yield root
+    unix.close()
+
+
+@pytest.fixture(params=[(), ("--threads", "2")], ids=["loop", "threads"])
+def guarded(request, serve, project):
+    return serve("--static", f"/s={project}", *request.param, "deploy:app")
+
+
+def _get(server, target, headers=b""):
+    return server.request(f"GET {target} HTTP/1.1\r\nHost: h\r\nConnection: close\r\n".encode()
+                          + headers + b"\r\n")
+
+
+@pytest.mark.parametrize("target", ["/s/.env", "/s/%2eenv", "/s/%2Eenv", "/s/.git/config",
+                                    "/s/%2egit/config", "/s/x/../.env"])
+def test_dotfiles_are_404_by_default(guarded, target):
+    raw = _get(guarded, target)
+    assert raw.startswith(b"HTTP/1.1 404") or raw.startswith(b"HTTP/1.1 400"), raw[:100]
+    assert b"SECRET" not in raw and b"hunter2" not in raw
+
+
+def test_dotfiles_when_enabled(serve, project):
+    server = serve("--static", f"/s={project}", "--static-dotfiles", "deploy:app")
+    assert _get(server, "/s/.env").endswith(b"SECRET_KEY=hunter2\n")
+    assert _get(server, "/s/%2egit/config").endswith(b"SECRET\n")
+
+
+@pytest.mark.parametrize("name", ["pipe", "sock"])
+def test_fifos_and_sockets_are_404_and_do_not_block(guarded, name):
+    assert _get(guarded, f"/s/{name}").startswith(b"HTTP/1.1 404")
+    # the server did not hang in open(): the next request is served
+    assert _get(guarded, "/s/app.css").endswith(b"body{}\n")
+
+
+def test_devices_are_404():
+    app = StaticFiles(lambda e, s: [], {"/d": "/dev"})
+    seen = {}
+    out = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/d/null"},
+                       lambda status, headers: seen.update(status=status)))
+    assert seen["status"].startswith("404") and out == b"Not Found\n"
+
+
+@pytest.mark.parametrize("header, status, content_range", [
+    ("bytes=" + "9" * 5000 + "-", 416, f"bytes */{len(BIG)}"),
+    ("bytes=0-" + "9" * 5000, 206, f"bytes 0-{len(BIG) - 1}/{len(BIG)}"),
+    ("bytes=-" + "9" * 5000, 206, f"bytes 0-{len(BIG) - 1}/{len(BIG)}"),
+    ("bytes=" + "0" * 5000 + "1-2", 206, f"bytes 1-2/{len(BIG)}"),
+])
+def test_absurd_range_numbers_are_bounded(guarded, header, status, content_range):
+    raw = _get(guarded, "/s/big.bin", f"Range: {header}\r\n".encode())
+    assert raw.startswith(b"HTTP/1.1 %d" % status), raw[:200]
+    assert f"Content-Range: {content_range}".encode() in raw
+    assert b"Traceback" not in "\n".join(guarded.lines).encode()
+
+
+def test_cache_control_option(serve, project):
+    value = "public, max-age=31536000, immutable"
+    server = serve("--static", f"/s={project}", "--static-cache-control", value, "deploy:app")
+    raw = _get(server, "/s/app.css")
+    assert f"Cache-Control: {value}\r\n".encode() in raw
+    etag = raw.split(b"ETag: ", 1)[1].split(b"\r\n", 1)[0]
+    raw = _get(server, "/s/app.css", b"If-None-Match: " + etag + b"\r\n")
+    assert raw.startswith(b"HTTP/1.1 304") and f"Cache-Control: {value}".encode() in raw
+    # without the option: no Cache-Control
+    plain = serve("--static", f"/s={project}", "deploy:app")
+    assert b"Cache-Control" not in _get(plain, "/s/app.css")

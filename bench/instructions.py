@@ -104,11 +104,15 @@ def measure(env, rundir, mode, requests, warmup, extra=()):
     vlog = rundir / "valgrind.log"
     slog = rundir / "server.log"
     cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", f"--log-file={vlog}",
-           str(env.python), "-m", "fastwsgi", "--bind", "127.0.0.1:0", *extra,
-           "bench_apps:hello"]
+           # --no-master: the profiled process must be the one that serves
+           str(env.python), "-m", "fastwsgi", "--no-master", "--bind", "127.0.0.1:0",
+           *extra, "bench_apps:hello"]
     with open(slog, "w") as log:
         proc = subprocess.Popen(cmd, cwd=rundir, stdout=log, stderr=subprocess.STDOUT,
-                                env={"PYTHONPATH": str(rundir), "PATH": "/usr/bin:/bin"})
+                                env={"PYTHONPATH": str(rundir), "PATH": "/usr/bin:/bin",
+                                     # str hashes seeded alike in every run: the
+                                     # count is then repeatable to a few instructions
+                                     "PYTHONHASHSEED": "0"})
     try:
         port = None
         deadline = time.monotonic() + 120

@@ -1,16 +1,34 @@
 # One client connection, compiled.  Declared for cimport by fastwsgi/_loop.pyx.
 #
-# The loop calls, for a connection's fd:
-#   want = conn.on_readable()   # recv once, parse every complete request, call the app,
-#                               # frame all responses into one buffer, send once
+# The _connection extension is one module built from included units (uvloop's
+# pattern: calls between them stay direct C calls), each with its contract at its top
+# and its declarations in the .pxd of the same name, included below:
+#   _conn_state    the connection's state machine and its owner; the loop's entry points
+#   _conn_input    receiving: heads, whole bodies (memory, then a spool file), wsgi.input
+#   _conn_output   framing and sending; the response-header policy, in one place
+#   _conn_app      calling the app, pumping its iterable, ending the response
+#   _conn_request  the WSGI objects of one request: start_response/write, wsgi.input
+#
+# The loop calls, for a connection's fd (only while conn.owner == OWNER_LOOP):
+#   want = conn.on_readable()   # recv once, parse every complete request, receive its
+#                               # body, call the app, frame all responses, send once
 #   want = conn.on_writable()   # resume a paused response (backpressure) or flush
 #   want = conn.on_timeout()    # deadline passed: 408 / close
-# and acts on the returned interest: WANT_READ, WANT_WRITE or WANT_CLOSE
-# (then conn.close()).  conn.deadline is the monotonic time of its next timeout.
+#   want = conn.on_resume()     # an app thread handed it back (the loop owns it again)
+# and acts on the returned interest: WANT_READ, WANT_WRITE, WANT_NONE (an app thread
+# owns the connection now) or WANT_CLOSE (then conn.close()).  conn.deadline is the
+# monotonic time of its next timeout.
+#
+# Return codes, one convention for every cdef function of the units: -1 means a
+# Python exception is set (`except -1`); any other value is a Want (what the loop is
+# to do next, or WANT_MORE: serve the next request in the buffer), an R_* outcome of
+# the application's request (_conn_app), or a bint.
 #
 # Input lives in a window (cur, cur_len) that points into the loop's shared receive
 # buffer while a recv is being processed, and into the connection's own ibuf once
 # control returns to the loop with bytes left over: an idle connection holds no buffer.
+# A received body sits decoded in (dptr, dlen) in front of the window (ibuf layout:
+# [decoded body][raw input]), or in a spool file once it passes body_buffer_size.
 
 from fastwsgi._parser cimport RequestParser, Limits
 from fastwsgi._writer cimport OutBuf
@@ -38,7 +56,12 @@ cdef enum Want:
     WANT_WRITE = 2
     WANT_NONE = 3     # handed to an app thread: the loop watches nothing until it is back
     WANT_UNREGISTERED = 4   # accepted and served once, not yet in the epoll set
-    # (no negative value: -1 is the "exception raised" return of `except -1` methods)
+    WANT_MORE = 5     # internal: serve the next request in the buffer (never the loop's)
+    # (no negative value: -1 is the "exception raised" return of `except -1` functions)
+
+cdef enum Owner:
+    OWNER_LOOP = 0    # the loop may read, write, close and call into the connection
+    OWNER_APP = 1     # an app thread runs its request: the loop does not touch it
 
 cdef enum Protocol:
     PROTO_HTTP = 0
@@ -47,11 +70,11 @@ cdef enum Protocol:
 cdef enum ConnState:
     ST_READ = 0       # waiting for / parsing request heads
     ST_WRITE = 1      # a response is paused until the socket is writable
-    ST_DRAIN = 2      # discarding the unread body of the last request
+    ST_DRAIN = 2      # discarding the unread body of the last request (streamed bodies)
     ST_LINGER = 3     # write side shut; discarding input until EOF, then close
     ST_CLOSED = 4
     ST_APP = 5        # an app thread owns the connection (threaded workers)
-    ST_BODY = 6       # a small body is arriving; the app is called once it is whole
+    ST_BODY = 6       # a request body is arriving; the app is called once it is whole
 
 cdef class FileWrapper:
     cdef public object filelike
@@ -60,6 +83,9 @@ cdef class FileWrapper:
 cdef class Connection
 
 cdef class InputStream:
+    cdef Connection conn
+
+cdef class Responder:
     cdef Connection conn
 
 cdef class ServerState:
@@ -71,6 +97,11 @@ cdef class ServerState:
     cdef public double keep_alive
     cdef public double header_timeout
     cdef public double io_timeout
+    cdef public double body_timeout      # a body must arrive within this (plus min rate)
+    cdef public double body_min_rate     # bytes/s that extend body_timeout; 0: no extension
+    cdef public Py_ssize_t body_buffer_size   # decoded body bytes kept in memory
+    cdef public object body_temp_dir     # where bodies past body_buffer_size spool (None: TMPDIR)
+    cdef public bint stream_body         # hand the app a streaming wsgi.input instead
     cdef public object access_log
     cdef public object logger
     cdef public long long requests
@@ -96,6 +127,9 @@ cdef class Connection:
     cdef public str remote_addr
     cdef public str remote_port
     cdef public int state
+    cdef public int owner            # Owner: who may act on the connection now
+    cdef public bint hangup          # the loop saw EPOLLERR/HUP while an app thread owned it
+    cdef public bint abandoned       # app_timed_out(): the app thread's I/O goes nowhere
     cdef public int interest
     cdef public double deadline
     cdef public int protocol
@@ -103,6 +137,7 @@ cdef class Connection:
     cdef public bint trusted         # the peer may send a PROXY header, X-Forwarded-* / Forwarded
     cdef public dict base_environ    # its listener's (fastwsgi.listeners.Listener.base_environ)
     cdef int slot                    # watchdog slot of the thread running the app
+    cdef double watch_start          # when the app's (counted) time began
     cdef int app_rc                  # what the app thread's request ended with
     cdef bint deferred               # queued in st.deferred
 
@@ -115,6 +150,9 @@ cdef class Connection:
     cdef Py_ssize_t dlen
     cdef bint head_started
     cdef long long drain_budget
+    cdef double body_t0             # when the body began to arrive (ST_BODY)
+    cdef int spool_fd               # the body's spool file while receiving, -1 when none
+    cdef object spool               # the spool file as wsgi.input reads it, or None
 
     # output
     cdef OutBuf out
@@ -124,6 +162,8 @@ cdef class Connection:
     cdef int sf_fd                  # sendfile source, -1 when none
     cdef long long sf_off
     cdef long long sf_left
+    cdef bint resp_sent             # a byte of the current response reached the socket
+    cdef Py_ssize_t resp_mark       # out.len when the response began (before: earlier ones)
 
     # the current response
     cdef object environ
@@ -146,50 +186,21 @@ cdef class Connection:
     cdef double t_start
     cdef double t_recv               # monotonic time of the last recv that brought bytes
     cdef double t_head               # ... of the one that brought this request's first byte
-    # self.start_response / self.write as bound methods, made once per connection
-    # rather than per request (a cycle: close() breaks it)
+    # the request's Responder and its bound start_response / write, made once and
+    # reused while no one else holds them (see _conn_request)
+    cdef Responder resp
     cdef object sr_bound
     cdef object write_bound
 
     cdef int on_readable(self) except -1
     cdef int on_writable(self) except -1
     cdef int on_timeout(self) except -1
+    cdef int on_resume(self) except -1
     cdef void close(self) noexcept
     cdef bint is_idle(self) noexcept
 
-    # private
-    cdef int _serve(self) except -1
-    cdef int _dispatch_request(self) except -2
-    cdef int _after_request(self, int rc) except -2
-    cdef Py_ssize_t _proxy_header(self) except -1
-    cdef int _resume_from_app(self) except -1
-    cdef void _watch(self, bint busy) noexcept
-    cdef int _flush_then(self, int want) except -1
-    cdef int _reject(self, exc) except -1
-    cdef int _linger(self) except -1
-    cdef int _pause(self) except -1
-    cdef int _abort(self) except -1
-    cdef int _handle_request(self) except -1
-    cdef int _app_error(self, exc) except -1
-    cdef int _pump(self) except -1
-    cdef int _end_response(self, bint complete) except -1
-    cdef void _detach_input(self) noexcept
-    cdef int _close_iterable(self) except -1
-    cdef int _frame_head(self) except -1
-    cdef int _write_body(self, bytes data) except -1
-    cdef int _queue_big(self, bytes data, Py_ssize_t n) except -1
-    cdef bint _try_sendfile(self, FileWrapper wrapper) except -1
-    cdef bint _flush(self) except -1
-    cdef void _advance_big(self, Py_ssize_t n) noexcept
-    cdef int _flush_blocking(self) except -1
-    cdef int _grow_ibuf(self, Py_ssize_t need) except -1
-    cdef int _save_input(self) except -1
-    cdef bint _decode_some(self) except -1
-    cdef int _fetch(self) except -1
-    cdef Py_ssize_t _recv_blocking(self, char* dst, Py_ssize_t size) except -1
-    cdef object _read_length(self, Py_ssize_t size)
-    cdef bint _fill(self) except -1
-    cdef bytes _take(self, Py_ssize_t n)
-    cdef object body_read(self, Py_ssize_t size)
-    cdef object body_readline(self, Py_ssize_t size)
-    cdef bint _discard_body(self) except -1
+include "_conn_state.pxd"
+include "_conn_input.pxd"
+include "_conn_output.pxd"
+include "_conn_app.pxd"
+include "_conn_request.pxd"

@@ -9,6 +9,13 @@ returns.  epoll_wait runs without the GIL.  Python signal handlers run promptly:
 the loop's wakeup pipe is meant for signal.set_wakeup_fd(), and a byte on it makes
 the loop call PyErr_CheckSignals(); an exception a handler raises ends run().
 An exception from one connection is logged and closes that connection only.
+
+Ownership (see fastwsgi/_conn_state.pxi): a connection handed to an app thread
+(WANT_NONE) is registered with no events and EPOLLONESHOT, so epoll reports its
+hang-up at most once; the loop then only records it (conn.hangup) and never reads,
+writes, closes or calls into the connection until the thread hands it back
+(handback -> _resume_done, which makes the loop its owner again).  Dispatch, the
+timeout sweep and eviction all skip connections the loop does not own.
 """
 
 cimport cython
@@ -18,11 +25,13 @@ from libc.string cimport memset
 
 from fastwsgi._connection cimport (Connection, ServerState, WANT_CLOSE, WANT_READ,
                                    WANT_WRITE, WANT_NONE, WANT_UNREGISTERED, ST_READ,
-                                   ST_APP, PROTO_UWSGI, now)
+                                   OWNER_LOOP, PROTO_UWSGI, now)
 
 import collections
 import os
 import socket
+
+from fastwsgi.errors import RequestTimeout
 
 cdef extern from "Python.h":
     int PyErr_CheckSignals() except -1
@@ -39,7 +48,7 @@ cdef extern from "sys/epoll.h" nogil:
     int epoll_create1(int flags)
     int epoll_ctl(int epfd, int op, int fd, epoll_event* ev)
     int epoll_wait(int epfd, epoll_event* events, int maxevents, int timeout)
-    int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLEXCLUSIVE
+    int EPOLLIN, EPOLLOUT, EPOLLERR, EPOLLHUP, EPOLLEXCLUSIVE, EPOLLONESHOT
     int EPOLL_CTL_ADD, EPOLL_CTL_MOD, EPOLL_CTL_DEL, EPOLL_CLOEXEC
 
 cdef extern from "sys/socket.h" nogil:
@@ -138,6 +147,7 @@ cdef class Loop:
     cdef public Py_ssize_t threads      # app threads (0: the app runs on this thread)
     cdef Py_ssize_t in_app              # connections handed to app threads
     cdef object done                    # connections app threads handed back
+    cdef object adopted                 # (fd, addr, port) given to adopt(), not yet served
 
     def __cinit__(self):
         self.epfd = -1
@@ -150,6 +160,7 @@ cdef class Loop:
         st.deferred = []
         self.conns = {}
         self.done = collections.deque()
+        self.adopted = collections.deque()
         self.listeners = {}
         self.addr_cache = {}
         self.max_connections = max_connections if max_connections > 0 else (1 << 30)
@@ -179,6 +190,11 @@ cdef class Loop:
     @property
     def connections(self):
         return len(self.conns)
+
+    @property
+    def app_connections(self):
+        """Connections app threads own now (handed off, not yet taken back)."""
+        return self.in_app
 
     @property
     def is_stopping(self):
@@ -215,6 +231,43 @@ cdef class Loop:
             # EPOLLEXCLUSIVE: with several workers on one socket, one wakes per connection
             self._ctl(EPOLL_CTL_ADD, fd, EPOLLIN | EPOLLEXCLUSIVE)
 
+    def adopt(self, sock, str remote_addr="", str remote_port=""):
+        """Serve an already connected socket (thread-safe; the loop takes its fd once
+        it runs): for tests that drive a connection over socket.socketpair(), and for
+        embedding."""
+        sock.setblocking(False)
+        self.adopted.append((sock.detach(), remote_addr, remote_port))
+        self._wake(b"\2")
+
+    cdef int _adopt_pending(self) except -1:
+        while self.adopted:
+            fd, remote_addr, remote_port = self.adopted.popleft()
+            self._serve_new(self._new_connection(fd, remote_addr, remote_port))
+        return 0
+
+    cdef Connection _new_connection(self, int fd, str remote, str port):
+        """A Connection for an accepted fd (closed if that fails)."""
+        try:
+            return Connection(self.st, fd, remote, port)
+        except BaseException:
+            c_close(fd)
+            raise
+
+    cdef int _serve_new(self, Connection conn) except -1:
+        """Serve what has arrived right away; only a connection that stays open is
+        registered with epoll (a one-shot one never is)."""
+        self.conns[conn.fd] = conn
+        conn.interest = WANT_UNREGISTERED
+        self._dispatch(conn, EPOLLIN)
+        return 0
+
+    cdef void _wake(self, bytes why) noexcept:
+        """Wake epoll_wait from another thread or a signal handler."""
+        try:
+            os.write(self.wake_w, why)
+        except BaseException:
+            pass
+
     cdef void _pause_accepting(self) noexcept:
         if not self.accepting:
             return
@@ -244,18 +297,12 @@ cdef class Loop:
             self.graceful_deadline = now() + self.graceful_timeout
             # every response from now on says Connection: close
             self.st.stop_requested = True
-        try:
-            os.write(self.wake_w, b"\0")
-        except OSError:
-            pass
+        self._wake(b"\0")
 
     def handback(self, conn):
         """An app thread is done with `conn` (thread-safe): the loop takes it back."""
         self.done.append(conn)
-        try:
-            os.write(self.wake_w, b"\1")
-        except OSError:
-            pass
+        self._wake(b"\1")
 
     cdef int _resume_done(self) except -1:
         cdef Connection conn
@@ -263,13 +310,13 @@ cdef class Loop:
         while self.done:
             conn = self.done.popleft()
             self.in_app -= 1
+            conn.owner = OWNER_LOOP
             try:
-                want = conn._resume_from_app()
+                want = conn.on_resume()
             except Exception as exc:
                 self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
                 want = WANT_CLOSE
-            if conn.interest != WANT_UNREGISTERED:   # (see _dispatch)
-                conn.interest = WANT_NONE
+            conn.interest = WANT_NONE
             self._apply(conn, want)
         if self.threads and self.in_app < self.threads and len(self.conns) < self.max_connections:
             self._resume_accepting()
@@ -327,20 +374,17 @@ cdef class Loop:
                     fd = -1
                     entry[7].refused(remote)
                     continue
-                conn = Connection(self.st, fd, remote, port)
-                conn.protocol = entry[2]
-                conn.proxy_pending = entry[3]
-                conn.trusted = trusted
-                conn.base_environ = <dict>entry[6]
             except BaseException:
                 if fd >= 0:
                     c_close(fd)
                 raise
-            self.conns[fd] = conn
-            # serve what has arrived right away; only a connection that stays
-            # open is registered with epoll (a one-shot one never is)
-            conn.interest = WANT_UNREGISTERED
-            self._dispatch(conn, EPOLLIN)
+            # (from here on the connection owns fd: it closes it if what follows fails)
+            conn = self._new_connection(fd, remote, port)
+            conn.protocol = entry[2]
+            conn.proxy_pending = entry[3]
+            conn.trusted = trusted
+            conn.base_environ = <dict>entry[6]
+            self._serve_new(conn)
             if len(self.conns) >= self.max_connections and not self._evict_idle():
                 self._pause_accepting()
                 return 0
@@ -354,7 +398,8 @@ cdef class Loop:
         cdef Connection conn
         cdef list idle = []
         for conn in self.conns.values():
-            if conn.state == ST_READ and conn.is_idle() and conn.interest != WANT_UNREGISTERED:
+            if (conn.owner == OWNER_LOOP and conn.state == ST_READ and conn.is_idle()
+                    and conn.interest != WANT_UNREGISTERED):
                 idle.append(conn)
                 if len(idle) == EVICT_BATCH:
                     break
@@ -375,7 +420,9 @@ cdef class Loop:
         return s
 
     cdef void _apply(self, Connection conn, int want) noexcept:
-        """Act on what a connection asked for: close it or change its interest."""
+        """Act on what a connection asked for: close it or change its interest.
+        WANT_NONE always means a new hand-off to an app thread (also straight
+        from _resume_done, for a pipelined request): it is counted in in_app."""
         cdef int fd = conn.fd
         cdef int op = EPOLL_CTL_MOD
         if want == WANT_CLOSE:
@@ -383,21 +430,26 @@ cdef class Loop:
             return
         if want == WANT_UNREGISTERED:      # "as before" from a connection never registered
             want = WANT_READ
-        if want != conn.interest:
-            if want == WANT_NONE:
-                self.in_app += 1
-                if self.threads and self.in_app >= self.threads:
-                    # every app thread is busy: new clients wait in the kernel's
-                    # backlog (for another worker) rather than in our memory
-                    self._pause_accepting()
+        if want == WANT_NONE:
+            self.in_app += 1
+            if self.threads and self.in_app >= self.threads:
+                # every app thread is busy: new clients wait in the kernel's
+                # backlog (for another worker) rather than in our memory
+                self._pause_accepting()
+        if want != conn.interest or want == WANT_NONE:
             if conn.interest == WANT_UNREGISTERED:
                 op = EPOLL_CTL_ADD
             conn.interest = want
             try:
+                # WANT_NONE: an app thread owns it; a hang-up is reported once
+                # (EPOLLONESHOT, re-armed by this MOD at each hand-off)
                 self._ctl(op, fd, EPOLLIN if want == WANT_READ else
-                          (EPOLLOUT if want == WANT_WRITE else 0))
+                          (EPOLLOUT if want == WANT_WRITE else EPOLLONESHOT))
             except OSError:
-                self._drop(conn)
+                if conn.owner == OWNER_LOOP:
+                    self._drop(conn)
+                else:
+                    conn.hangup = True       # its owner closes it when done
 
     cdef void _drop(self, Connection conn) noexcept:
         self.conns.pop(conn.fd, None)
@@ -413,6 +465,8 @@ cdef class Loop:
         cdef int want
         self.st.deferred = []
         for conn in batch:
+            if conn.owner != OWNER_LOOP:
+                continue
             try:
                 want = conn.send_deferred()
             except Exception as exc:
@@ -423,16 +477,10 @@ cdef class Loop:
 
     cdef int _dispatch(self, Connection conn, uint32_t events) except -1:
         cdef int want
-        if conn.state == ST_APP:
-            # issue 11 (supervise): an app thread owns it, and a hang-up (epoll
-            # reports one even with no interest, e.g. after the watchdog shut a
-            # timed-out request's socket) must not close it under that thread:
-            # stop watching it until the thread hands it back (_resume_done)
-            try:
-                self._ctl(EPOLL_CTL_DEL, conn.fd, 0)
-            except OSError:
-                pass
-            conn.interest = WANT_UNREGISTERED
+        if conn.owner != OWNER_LOOP:
+            # an app thread owns it: record what epoll saw, for the owner to act on
+            if events & (EPOLLERR | EPOLLHUP):
+                conn.hangup = True
             return 0
         try:
             if conn.interest == WANT_WRITE:
@@ -441,6 +489,11 @@ cdef class Loop:
                 want = conn.on_readable()
         except Exception as exc:
             self.st.logger.error("internal error on a connection; closing it", exc_info=exc)
+            want = WANT_CLOSE
+        except RequestTimeout:
+            # the --timeout watchdog's exception landed outside the app (it raced
+            # with the app's return): it is for the request, not for the loop
+            self.st.logger.error("request timed out; closing its connection")
             want = WANT_CLOSE
         except BaseException:
             self._drop(conn)         # KeyboardInterrupt, SystemExit: stop the loop
@@ -455,7 +508,7 @@ cdef class Loop:
         cdef Connection conn
         cdef list expired = []
         for conn in self.conns.values():
-            if conn.state == ST_APP:
+            if conn.owner != OWNER_LOOP:
                 continue
             if conn.deadline <= t:
                 expired.append(conn)
@@ -487,6 +540,8 @@ cdef class Loop:
                 break
             if self.done:
                 self._resume_done()
+            if self.adopted:
+                self._adopt_pending()
             if self.st.deferred:
                 self._flush_deferred()   # before sleeping in epoll_wait
             if self.st.stop_requested and not self.stopping:
@@ -545,7 +600,8 @@ cdef class Loop:
         """Close every connection (the listeners belong to the caller)."""
         cdef Connection conn
         for conn in list(self.conns.values()):
-            conn.close()
+            if conn.owner == OWNER_LOOP:
+                conn.close()     # (one an app thread still runs is left to it)
         self.conns.clear()
         for fd in list(self.listeners):
             try:

@@ -883,6 +883,31 @@ SETTINGS = (
     Setting("on_exit", "Hooks", hook("server"), None,
             "on_exit(server): in the master just before fastwsgi exits.",
             sources=HOOK_SOURCES),
+    # -- request bodies (fastwsgi/_conn_input.pxi): received whole before the app runs
+    Setting("body_timeout", "HTTP", positive_seconds, 30.0,
+            "Seconds a request body may take to arrive, plus one second per "
+            "--body-min-rate bytes received; a slower client gets 408 and is closed. "
+            "The app is called once the body is whole.",
+            flags=("--body-timeout",), metavar="SECONDS"),
+    Setting("body_min_rate", "HTTP", non_negative_size, 1024,
+            "Bytes per second of request body that extend --body-timeout (a body "
+            "arriving at least this fast is never cut off); 0: a fixed deadline.",
+            flags=("--body-min-rate",), metavar="BYTES"),
+    Setting("body_buffer_size", "HTTP", positive_size, 65536,
+            "Request body bytes kept in memory; a larger body is spooled to an "
+            "unlinked temporary file (in --body-temp-dir) until its request ends. "
+            "Bounds the memory of bodies in flight to this per connection.",
+            flags=("--body-buffer-size",), metavar="BYTES"),
+    Setting("body_temp_dir", "HTTP", existing_directory, None,
+            "Directory of spooled request bodies (default: the system's temporary "
+            "directory, TMPDIR).",
+            flags=("--body-temp-dir",), metavar="DIR"),
+    Setting("stream_request_body", "HTTP", boolean, False,
+            "Do not receive request bodies before calling the app: wsgi.input reads "
+            "the socket as the app asks (each read waits up to --io-timeout), so a "
+            "slow client holds the thread running the app. Use it with --threads or "
+            "behind a buffering proxy.",
+            flags=("--stream-request-body",), action="bool"),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

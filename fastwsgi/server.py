@@ -74,6 +74,11 @@ def make_state(app, config, sock=None, multiprocess=False, access_log=None):
         keep_alive=config.keep_alive,
         header_timeout=config.header_timeout,
         io_timeout=config.io_timeout,
+        body_timeout=config.body_timeout,
+        body_min_rate=config.body_min_rate,
+        body_buffer_size=config.body_buffer_size,
+        body_temp_dir=config.body_temp_dir,
+        stream_body=config.stream_request_body,
         access_log=access_log,
         logger=ClientLog(log),
     )

@@ -436,8 +436,8 @@ def test_slow_body_does_not_stall_other_clients(threads):
 
 
 def test_slow_small_body_times_out_with_408():
-    """The loop awaits a small body only up to --header-timeout: then 408 and close."""
-    srv = ServerProcess(["hostile:app", "--header-timeout", "1"])
+    """The loop awaits a body only up to --body-timeout: then 408 and close."""
+    srv = ServerProcess(["hostile:app", "--body-timeout", "1"])
     try:
         slow = socket.create_connection((srv.host, srv.port), timeout=10)
         slow.sendall(b"POST /count?key=late HTTP/1.1\r\nHost: h\r\nContent-Length: 100\r\n\r\nxx")

@@ -231,7 +231,8 @@ def test_sdist_runs_the_test_suite_and_carries_the_docs():
     for name in ("LICENSE", "README.md", "SECURITY.md", "docs/settings.md",
                  "fastwsgi/py.typed", "fastwsgi/_distribution.txt"):
         assert name in files, name
-    sources = subprocess.run(["git", "ls-files", "fastwsgi/*.pyx", "fastwsgi/*.pxd"], cwd=ROOT,
+    sources = subprocess.run(["git", "ls-files", "fastwsgi/*.pyx", "fastwsgi/*.pxd",
+                              "fastwsgi/*.pxi"], cwd=ROOT,
                              capture_output=True, text=True).stdout.split()
     assert {f"fastwsgi/{m}.pyx" for m in extension_modules()} <= set(sources)
     assert sorted(set(sources) - files) == []

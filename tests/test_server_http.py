@@ -10,6 +10,7 @@ import email.utils
 import http.client
 import json
 import re
+import select
 import socket
 import time
 import uuid
@@ -39,10 +40,18 @@ def alt_server():
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def stream_server():
+    """Request bodies streamed to the app as it reads them (not received first)."""
+    srv = ServerProcess(["basic:app", "--stream-request-body"])
+    yield srv
+    srv.stop()
+
+
 @pytest.fixture(autouse=True)
 def _server_survives(request):
     """Whatever a test sent, its server is still up and logged no traceback meanwhile."""
-    servers = [request.getfixturevalue(name) for name in ("server", "alt_server")
+    servers = [request.getfixturevalue(name) for name in ("server", "alt_server", "stream_server")
                if name in request.fixturenames]
     marks = [len(srv.output) for srv in servers]
     yield
@@ -487,9 +496,27 @@ def test_small_unread_body_is_drained(server):
     assert conn.response().body == b"third"
 
 
-def test_large_unread_body_closes_or_drains(server):
-    total = 50 * 1024 * 1024
+def test_large_unread_body_is_received_before_the_app(server):
+    """By default the whole body (spooled past the memory threshold) is received
+    before the app runs; the connection then serves the next request."""
+    total = 8 * 1024 * 1024
     conn = Conn(server)
+    conn.send(req("POST", "/say/ignored", headers=[("Content-Length", str(total))]))
+    block = b"z" * (1024 * 1024)
+    readable, _, _ = select.select([conn.sock], [], [], 0.3)
+    assert not readable, "answered before the body was whole"
+    for _ in range(total // len(block)):
+        conn.send(block)
+    conn.send(req(path="/say/after"))
+    resp = conn.response()
+    assert (resp.status, resp.body) == (200, b"ignored")
+    assert resp.header("connection", "").lower() != "close"
+    assert conn.response().body == b"after"
+
+
+def test_large_unread_body_closes_or_drains(stream_server):
+    total = 50 * 1024 * 1024
+    conn = Conn(stream_server)
     conn.send(req("POST", "/say/ignored", headers=[("Content-Length", str(total))]))
     block = b"z" * (1024 * 1024)
     conn.send(block)
@@ -529,8 +556,22 @@ def test_100_continue_sent_when_app_reads(server):
     assert conn.response().body == b"after"
 
 
-def test_no_100_continue_when_app_does_not_read(server):
+def test_100_continue_sent_when_the_loop_receives_the_body(server):
+    """By default 100 Continue goes out as soon as the loop starts to receive the
+    body, whether or not the app will read it; the app runs once it is whole."""
     conn = Conn(server, timeout=5)
+    conn.send(req("POST", "/say/nobody", headers=[("Content-Length", "1000"),
+                                                  ("Expect", "100-continue")]))
+    lines = conn.head_lines()
+    assert lines[0] == b"HTTP/1.1 100 Continue\r\n"
+    conn.send(b"x" * 1000 + req(path="/say/after"))
+    resp = conn.response()
+    assert (resp.status, resp.body) == (200, b"nobody")
+    assert conn.response().body == b"after"
+
+
+def test_no_100_continue_when_app_does_not_read(stream_server):
+    conn = Conn(stream_server, timeout=5)
     conn.send(req("POST", "/say/nobody", headers=[("Content-Length", "1000"),
                                                   ("Expect", "100-continue")]))
     assert conn.rfile.peek(12)[:12] == b"HTTP/1.1 200"
@@ -550,13 +591,13 @@ def test_no_100_continue_when_app_does_not_read(server):
 
 
 @pytest.mark.parametrize("expect", [True, False], ids=["expect-100", "plain"])
-def test_close_after_unread_body_is_announced(server, expect):
+def test_close_after_unread_body_is_announced(stream_server, expect):
     """RFC 9110 §10.1.1: a server that answers before reading the content SHOULD say
     whether it will close; a silent close makes clients reuse a dead connection."""
     # (a body this large is not awaited before the app runs; a small one would be,
     # and then the app does not answer "before reading the content")
     headers = [("Content-Length", "200000")] + ([("Expect", "100-continue")] if expect else [])
-    conn = Conn(server, timeout=5)
+    conn = Conn(stream_server, timeout=5)
     conn.send(req("POST", "/say/early", headers=headers))  # the body is never sent
     resp = conn.response()
     assert resp.body == b"early"

@@ -101,7 +101,10 @@ def main(argv):
             sys.exit(f"--{n} must be >= 1")
     from . import report, run
     data = run.run(opts)
+    data["options"]["quick"] = opts.quick
     text = report.write(data, opts.out, log=lambda m: print(m, file=sys.stderr))
     print(text)
+    if opts.quick:
+        print(report.SMOKE_TEST.replace("**", ""), file=sys.stderr)
     print(f"wrote {opts.out}/results.md, results.json, ratios.png", file=sys.stderr)
     return 0

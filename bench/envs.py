@@ -25,7 +25,7 @@ VENVS = Path(__file__).resolve().parent / ".venvs"
 STAMP = ".bench-stamp.json"
 # What makes up the installed package; anything else in the repo (tests,
 # bench, CI) cannot change it.
-SOURCE_GLOBS = ["setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in",
+SOURCE_GLOBS = ["setup.py", "setup.cfg", "pyproject.toml", "MANIFEST.in", "fastwsgi_server.py",
                 "fastwsgi/**/*.py", "fastwsgi/**/*.pyx", "fastwsgi/**/*.pxd",
                 "fastwsgi/**/*.pxi", "fastwsgi/**/*.pyi", "fastwsgi/**/*.h",
                 "fastwsgi/**/*.c"]

@@ -15,6 +15,9 @@ from . import envs
 
 PLOT = Path(__file__).resolve().parent / "plot.py"
 MIB = 1024 * 1024
+SMOKE_TEST = ("**Smoke test** (`--quick`: one round of 2 s): it shows that every server "
+              "starts and answers correctly. Two such runs of one server differ by up to "
+              "2x; compare servers only on a full run.")
 
 
 def choose_baseline(data):
@@ -47,6 +50,8 @@ def markdown(data):
     m = data["machine"]
     o = data["options"]
     lines = ["# fastwsgi benchmark", ""]
+    if o.get("quick"):
+        lines += [SMOKE_TEST, ""]
     lines.append(f"- Machine: {m['cpu']}, {m['cpus']} CPUs, kernel {m['kernel']}, {m['os']}; "
                  f"benchmark driver on Python {m['python']}")
     lines.append(f"- Run: {data['started']}, {data['elapsed_s']:.0f} s; {o['rounds']} interleaved "

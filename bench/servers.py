@@ -104,7 +104,7 @@ daemon off;
 
 SERVERS = {s.name: s for s in [
     ServerSpec(
-        "fastwsgi", ours=True, packages=("httptools", "h11"), dist="fastwsgi",
+        "fastwsgi", ours=True, packages=("httptools", "h11"), dist="fastwsgi-server",
         command=lambda l: [str(l.bin / "fastwsgi"), "--bind", l.bind, l.app],
         note="ours, installed from the repo"),
     ServerSpec(

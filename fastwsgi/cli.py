@@ -45,9 +45,9 @@ def _error(message):
 
 
 def version():
-    """fastwsgi's version: the package's __version__ (0.1.0 until it has one)."""
-    pkg = sys.modules.get("fastwsgi")
-    return getattr(pkg, "__version__", None) or "0.1.0"
+    """fastwsgi's version: fastwsgi.__version__, the one place it is written."""
+    from fastwsgi import __version__
+    return __version__
 
 
 def build_parser(prog=PROG):

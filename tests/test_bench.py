@@ -12,8 +12,13 @@ import sys
 
 import pytest
 
-from bench import apps, check, load, measure, run
-from bench.scenarios import SCENARIOS
+# bench/ is not installed: the checkout's root goes last on sys.path, so that under
+# `.venv/bin/pytest` (no current directory on sys.path) `bench` is found while an
+# installed fastwsgi still wins over the source tree's (which has no built .so)
+sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench import apps, check, load, measure, run  # noqa: E402
+from bench.scenarios import SCENARIOS  # noqa: E402
 
 from process_helpers import require_wrk
 

@@ -1,8 +1,8 @@
 """Django end to end: tests/apps/djangoproject under a real `python -m fastwsgi`.
 
 The project runs as a Django user runs it: from its own directory, as
-`mysite.wsgi:application`, with DEBUG False and ALLOWED_HOSTS enforced (no
-static files are served or fetched). Each module run migrates a fresh sqlite
+`mysite.wsgi:application`, with DEBUG False and ALLOWED_HOSTS enforced; static
+files are collected and served with --static as the README shows. Each module run migrates a fresh sqlite
 database in a temporary directory and creates a superuser with
 `createsuperuser --noinput`; the tests then go through the admin login (CSRF
 cookie and token), a CSRF rejection, a model form, and `--root-path`.
@@ -244,3 +244,39 @@ def test_root_path_model_form(prefixed, django_env):
         assert r.status_code == 302, r.text[:2000]
         assert r.headers["Location"] == "/prefix/notes/"
     assert ("under prefix", "") in notes_in_db(django_env)
+
+
+README = os.path.join(os.path.dirname(HERE), "README.md")
+
+
+@pytest.fixture(scope="module")
+def with_static(django_env, tmp_path_factory):
+    """The README's recipe: STATIC_ROOT, collectstatic, --static /static=DIR."""
+    root = tmp_path_factory.mktemp("staticfiles")
+    env = {**django_env, "FASTWSGI_DJANGO_STATIC": str(root)}
+    manage("collectstatic", "--noinput", "-v0", env=env)
+    srv = ServerProcess(["--static", f"/static={root}", "mysite.wsgi"], env=env, cwd=PROJECT)
+    yield f"http://127.0.0.1:{srv.port}", root
+    srv.stop()
+
+
+def test_collected_static_files_are_served(with_static):
+    base, root = with_static
+    page = requests.get(base + "/admin/login/", timeout=10)
+    assert page.status_code == 200
+    css = re.search(r'href="(/static/admin/css/[^"]+\.css)"', page.text).group(1)
+    r = requests.get(base + css, timeout=10)
+    assert r.status_code == 200
+    assert r.headers["Content-Type"].startswith("text/css")
+    with open(os.path.join(root, css[len("/static/"):]), "rb") as f:
+        assert r.content == f.read()
+    # still Django behind it
+    assert requests.get(base + "/admin/", allow_redirects=False, timeout=10).status_code == 302
+
+
+def test_readme_shows_the_static_files_recipe():
+    text = open(README).read()
+    for line in ('STATIC_ROOT = BASE_DIR / "staticfiles"',
+                 "python manage.py collectstatic --noinput",
+                 "fastwsgi mysite.wsgi --static /static=staticfiles"):
+        assert line in text, line

@@ -8,7 +8,8 @@ mean" hints, --access-logfile) import it when they are used.
 
 The served app reports ``sorted(sys.modules)`` of the server process itself.
 Modules that the interpreter imports before any fastwsgi code runs (site, .pth
-files) are not fastwsgi's doing: a bare interpreter's are left out.
+files), or that the stdlib's logging imports, are not fastwsgi's doing: those of
+a bare interpreter that imported logging are left out.
 """
 
 import os
@@ -52,10 +53,13 @@ NOT_IMPORTED = [
 
 
 def startup_modules():
-    """sys.modules of a bare interpreter in the environment the servers get."""
+    """sys.modules of a bare interpreter in the environment the servers get, once it
+    has imported logging (which every server needs): from 3.14 on, logging's own
+    traceback import brings _colorize -> dataclasses -> inspect, dis and ast."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (APPS, env.get("PYTHONPATH", "")) if p)
-    out = subprocess.run([sys.executable, "-c", "import sys; print(*sorted(sys.modules))"],
+    out = subprocess.run([sys.executable, "-c",
+                          "import sys, logging; print(*sorted(sys.modules))"],
                          env=env, capture_output=True, text=True, check=True).stdout
     return set(out.split())
 

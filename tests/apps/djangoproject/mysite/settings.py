@@ -1,7 +1,8 @@
 """Settings of the fixture project used by tests/test_django.py.
 
 DEBUG is False, as in production: ALLOWED_HOSTS is enforced, error pages are
-Django's plain ones, and no static files are served (the tests never fetch any).
+Django's plain ones, and Django serves no static files: test_django.py collects
+them into FASTWSGI_DJANGO_STATIC and serves them with --static, as the README says.
 The sqlite file comes from FASTWSGI_DJANGO_DB, so each test run migrates its
 own database in a temporary directory.
 """
@@ -17,6 +18,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
+    "django.contrib.staticfiles",
     "notes",
 ]
 
@@ -64,6 +66,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
+# collectstatic's target (the README's Django recipe); test_django.py sets it
+STATIC_ROOT = os.environ.get("FASTWSGI_DJANGO_STATIC")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LOGGING = {

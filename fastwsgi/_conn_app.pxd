@@ -2,6 +2,7 @@
 
 cdef int _handle_request(Connection self) except -1
 cdef int _timed_out(Connection self) except -1
+cdef int _app_exit(Connection self, exc) except -1
 cdef int _app_error(Connection self, exc) except -1
 cdef int _error_response(Connection self, int code, str reason) except -1
 cdef int _pump(Connection self) except -1

@@ -107,8 +107,26 @@ cdef int _handle_request(Connection self) except -1:
         return _app_error(self, exc)
     except RequestTimeout:
         return _timed_out(self)
+    except SystemExit as exc:
+        return _app_exit(self, exc)
     _end_response(self, True)
     return R_DONE
+
+
+cdef int _app_exit(Connection self, exc) except -1:
+    """The app raised SystemExit (sys.exit(), raise SystemExit) in a request: an app
+    error like any other (500, logged), never the end of the server; a worker then
+    asks to be replaced (st.on_app_exit), as the app evidently wanted to stop.  Caught
+    here rather than by a Python wrapper around the app: no frame per request."""
+    self.iterator = None
+    if self.st.on_app_exit is not None:
+        try:
+            self.st.on_app_exit()
+        except Exception as err:
+            self.st.logger.error("on_app_exit failed", exc_info=err)
+    err = ApplicationExit(f"the application raised SystemExit({exc.code!r})")
+    err.__cause__ = exc
+    return _app_error(self, err)
 
 
 cdef int _timed_out(Connection self) except -1:
@@ -199,6 +217,8 @@ cdef int _pump(Connection self) except -1:
             return _app_error(self, exc)
         except RequestTimeout:
             return _timed_out(self)
+        except SystemExit as exc:
+            return _app_exit(self, exc)
         if self.out.len >= HIGH_WATER or self.big is not None or urgent:
             try:
                 if not _flush(self):

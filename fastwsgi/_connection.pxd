@@ -109,6 +109,7 @@ cdef class ServerState:
     cdef public bint stop_requested
     cdef public object forwarded     # callable(environ) for trusted peers, or None
     cdef public object dispatch      # callable(conn): run it in an app thread, or None
+    cdef public object on_app_exit   # callable(): the app raised SystemExit in a request
     cdef public list deferred        # connections whose output waits for the batch's end
     cdef char* rbuf
     cdef Py_ssize_t rbuf_size

@@ -57,8 +57,8 @@ import os
 import stat as _stat
 import sys
 
-from fastwsgi.errors import (ClientDisconnected, HttpParserError, ResponseError,
-                             RequestTimeout, UntrustedPeer)
+from fastwsgi.errors import (ApplicationExit, ClientDisconnected, HttpParserError,
+                             ResponseError, RequestTimeout, UntrustedPeer)
 
 cdef extern from "Python.h":
     bint PyList_CheckExact(object)
@@ -192,6 +192,7 @@ cdef class ServerState:
         self.timing_environ = False
         self.forwarded = None
         self.dispatch = None
+        self.on_app_exit = None
         self.deferred = None
 
     def set_watchdog(self, buf, Py_ssize_t slots):

@@ -56,7 +56,7 @@ import time
 
 from fastwsgi import hooks
 from fastwsgi.config import parse_bind
-from fastwsgi.errors import ApplicationExit, RequestTimeout
+from fastwsgi.errors import RequestTimeout
 
 __all__ = ["Worker", "Shared", "WORKER_BOOT_ERROR", "APP_LOAD_ERROR",
            "BOOTING", "SERVING", "RETIRING", "RECYCLE_REASONS"]
@@ -154,21 +154,6 @@ def _rss_bytes():
             return int(f.read().split()[1]) * mmap.PAGESIZE
     except (OSError, ValueError, IndexError):
         return 0
-
-
-def guard_exit(app, on_exit):
-    """``app``, with SystemExit raised by the call turned into ApplicationExit (an
-    Exception: the compiled layer answers 500 and logs it) after ``on_exit()``
-    (the worker asks to be replaced).  A worker keeps serving its other requests
-    instead of dying with them."""
-    def app_guarded(environ, start_response):
-        try:
-            return app(environ, start_response)
-        except SystemExit as exc:
-            on_exit("app-exit", "had the application raise SystemExit in a request")
-            raise ApplicationExit(
-                f"the application raised SystemExit({exc.code!r})") from exc
-    return app_guarded
 
 
 def _error_stream():
@@ -363,13 +348,16 @@ class Worker:
             if self.reserved:
                 self.sockets = _reuse_port_sockets(self.sockets, self.reserved, config)
             self.access_log = AccessLog.from_config(config)
-            self.server = Server(guard_exit(self.app, self.recycle), config,
+            self.server = Server(self.app, config,
                                  sockets=self.sockets, access_log=self.access_log,
                                  multiprocess=True)
         except Exception:
             log.exception("worker %d: cannot start the server", os.getpid())
             return WORKER_BOOT_ERROR
         state = self.server.state
+        # SystemExit in a request: a 500 (the compiled layer), then a replacement
+        state.on_app_exit = lambda: self.recycle(
+            "app-exit", "had the application raise SystemExit in a request")
         state.set_watchdog(self.shared.watchdog_buffer(), self.shared.slots)
         # Limits are checked on the tick, not by the compiled per-request count: the
         # worker keeps serving until its replacement does.

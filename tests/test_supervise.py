@@ -205,6 +205,19 @@ def test_systemexit_in_a_request_is_a_500_and_the_worker_is_replaced(serve, thre
     assert status == 200 and pid_of(body) != worker
 
 
+@pytest.mark.parametrize("threads", ["1", "4"])
+def test_systemexit_never_stops_a_single_process_server(serve, threads):
+    # no master to replace anything: the request gets its 500 (or, once the
+    # response began, a cut connection) and the process serves on
+    server = serve(APP, "--no-master", "--threads", threads)
+    assert status_of(raw_get(server, "/sysexit?3")) == 500
+    raw_get(server, "/sysexit-iter?3")
+    assert server.alive()
+    status, body = get(server)
+    assert status == 200 and pid_of(body) == server.pid
+    assert "the application raised SystemExit(3)" in server.output
+
+
 @pytest.mark.parametrize("code", ["0", "3", "4"])
 def test_os_exit_with_any_code_only_replaces_the_worker(serve, code):
     server = serve(APP)

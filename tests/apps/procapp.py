@@ -13,7 +13,7 @@ worker process with status C; anything else answers at once.
 For --timeout and recycling (tests/test_supervise.py): /sleep?S one time.sleep(S)
 (stuck in C: only the call's return delivers an exception); /swallow hangs in an
 ``except Exception`` loop (RequestTimeout must still get through); /sysexit?C
-raises SystemExit(C); /big?MIB answers MIB MiB in 64 KiB chunks; /grow?MIB keeps
+raises SystemExit(C) (/sysexit-iter?C: while its iterable runs); /big?MIB answers MIB MiB in 64 KiB chunks; /grow?MIB keeps
 MIB MiB more memory for the life of the worker; /upload reads the whole body and
 answers its length.  $PROCAPP_IMPORT_DELAY makes each import sleep that long.
 """
@@ -73,6 +73,8 @@ def app(environ, start_response):
         swallow_every_exception()
     elif path == "/sysexit":
         raise SystemExit(int(query or 0))
+    elif path == "/sysexit-iter":
+        return _exit_while_iterating(int(query or 0), start_response)
     elif path == "/big":
         return _big(int(query or 1), start_response)
     elif path == "/upload":
@@ -94,3 +96,9 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain"),
                               ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _exit_while_iterating(code, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    yield b"partial"
+    raise SystemExit(code)

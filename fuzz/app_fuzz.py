@@ -42,7 +42,14 @@ import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
+
+
+def _fastwsgi_home():
+    """The directory the server's fastwsgi comes from: the one this process imports
+    (an in-place build in the checkout, or the installed package -- never the bare
+    source tree of a checkout whose extensions were never built there)."""
+    import fastwsgi
+    return os.path.dirname(os.path.dirname(os.path.abspath(fastwsgi.__file__)))
 
 MAX_CASE = 1024                  # bytes of one case (2 KiB of hex in the request line)
 DEADLINE = 30.0                  # seconds one exchange may take before it is a finding
@@ -487,7 +494,8 @@ class Server:
 
     def __init__(self, threads=1, extra=()):
         env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join([HERE, ROOT, os.environ.get("PYTHONPATH", "")]))
+                   PYTHONPATH=os.pathsep.join([HERE, _fastwsgi_home(),
+                                               os.environ.get("PYTHONPATH", "")]))
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "fastwsgi", "app_fuzz:app", "--bind", "127.0.0.1:0",
              "--threads", str(threads), "--io-timeout", "10", *extra],

@@ -31,6 +31,8 @@ def pythonpath(*extra):
     the source tree alone has no compiled modules."""
     return os.pathsep.join(p for p in (*extra, os.environ.get("PYTHONPATH", "")) if p)
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+
 APP = """\
 def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -50,7 +52,8 @@ def run(*args, cwd, env=None, timeout=60):
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("FASTWSGI_")}
     full_env["PYTHONPATH"] = pythonpath()
     full_env.update(env or {})
-    return subprocess.run([sys.executable, "-m", "fastwsgi", *args], cwd=cwd,
+    # never the checkout's root: its unbuilt fastwsgi/ would shadow the installed one
+    return subprocess.run([sys.executable, "-m", "fastwsgi", *args], cwd=cwd or HERE,
                           env=full_env, capture_output=True, text=True, timeout=timeout)
 
 

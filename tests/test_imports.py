@@ -20,7 +20,7 @@ import textwrap
 
 import pytest
 
-from conftest import APPS
+from conftest import APPS, HERE
 from process_helpers import get
 
 APP = textwrap.dedent("""\
@@ -60,7 +60,8 @@ def startup_modules():
     env["PYTHONPATH"] = os.pathsep.join(p for p in (APPS, env.get("PYTHONPATH", "")) if p)
     out = subprocess.run([sys.executable, "-c",
                           "import sys, logging; print(*sorted(sys.modules))"],
-                         env=env, capture_output=True, text=True, check=True).stdout
+                         env=env, capture_output=True, text=True, check=True,
+                         cwd=HERE).stdout
     return set(out.split())
 
 
@@ -180,8 +181,9 @@ def test_no_import_cycle_between_fastwsgi_modules():
 @pytest.mark.parametrize("module", [m for m in fastwsgi_modules()
                                     if m not in ("__main__", "demo")])
 def test_each_module_imports_alone_in_a_fresh_interpreter(module):
+    # cwd: not the checkout's root, whose unbuilt fastwsgi/ would shadow the installed one
     result = subprocess.run([sys.executable, "-c", f"import fastwsgi.{module}"],
-                            capture_output=True, text=True, timeout=60)
+                            capture_output=True, text=True, timeout=60, cwd=HERE)
     assert result.returncode == 0, result.stderr
 
 

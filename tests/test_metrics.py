@@ -284,7 +284,7 @@ def test_status_bind_without_prometheus_client_fails_with_one_line(tmp_path):
          os.environ.get("PYTHONPATH", "")]))
     proc = subprocess.run([sys.executable, "-m", "fastwsgi", "--status-bind", "127.0.0.1:0",
                            "observe_app:app"], env=env, capture_output=True, text=True,
-                          timeout=30)
+                          timeout=30, cwd=os.path.dirname(os.path.abspath(__file__)))
     assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr

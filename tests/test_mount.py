@@ -7,6 +7,7 @@ positional PREFIX=APP_SPEC arguments.
 
 import http.client
 import json
+import os
 import subprocess
 import sys
 
@@ -140,7 +141,8 @@ def test_mounts_and_static_in_worker_processes(serve, tmp_path, extra):
 def test_cli_errors(args, code, message):
     env = {"PYTHONPATH": APPS + ":" + ":".join(p for p in sys.path if p)}
     result = subprocess.run([sys.executable, "-m", "fastwsgi", "--bind", "127.0.0.1:0"] + args,
-                            capture_output=True, text=True, env=env, timeout=20)
+                            capture_output=True, text=True, env=env, timeout=20,
+                            cwd=os.path.dirname(os.path.abspath(__file__)))
     assert result.returncode == code, result.stderr
     assert message in result.stderr
 

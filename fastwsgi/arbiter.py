@@ -696,7 +696,10 @@ class Arbiter:
         elif w.retiring and code == 0:
             reason = w.reason or "retired"
             log.info("worker %d exited (%s)", w.pid, reason)
-        elif not w.booted and code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR):
+        elif not w.booted and code != 0 and (code in (APP_LOAD_ERROR, WORKER_BOOT_ERROR)
+                                             or not self.served):
+            # (a worker that dies before it boots, when nothing has ever served,
+            # is a broken deploy however it died: replacing it forever would hang)
             reason = "boot-failure"
             self._boot_failed(w, code)
         elif code == 0:

@@ -139,7 +139,9 @@ def test_mounts_and_static_in_worker_processes(serve, tmp_path, extra):
     (["/api="], 1, "PREFIX=APP_SPEC"),
 ])
 def test_cli_errors(args, code, message):
-    env = {"PYTHONPATH": APPS + ":" + ":".join(p for p in sys.path if p)}
+    # (not this process's sys.path: a test may have put the checkout's root on it,
+    # whose unbuilt fastwsgi/ would shadow the installed package)
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (APPS, os.environ.get("PYTHONPATH")) if p)}
     result = subprocess.run([sys.executable, "-m", "fastwsgi", "--bind", "127.0.0.1:0"] + args,
                             capture_output=True, text=True, env=env, timeout=20,
                             cwd=os.path.dirname(os.path.abspath(__file__)))

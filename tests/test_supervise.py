@@ -306,3 +306,23 @@ def test_a_master_and_one_worker_by_default(serve):
 def test_no_master_refuses_what_only_a_master_does(serve):
     with pytest.raises(RuntimeError, match="--no-master: --workers > 1 needs the master"):
         serve(APP, "--no-master", "-w", "2")
+
+
+def test_a_worker_that_dies_before_booting_at_start_stops_the_master(tmp_path):
+    # nothing has served yet and the worker dies on its way up (here: post_fork
+    # ends the process; in the wild, a broken C extension): a broken deploy, so
+    # the master stops with status 1 instead of replacing it forever
+    import subprocess
+    import sys
+
+    from conftest import APPS, HERE
+
+    conf = tmp_path / "conf.py"
+    conf.write_text("import os\n\ndef post_fork(server, worker):\n    os._exit(1)\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (APPS, os.environ.get("PYTHONPATH")) if p))
+    result = subprocess.run([sys.executable, "-m", "fastwsgi", "--bind", "127.0.0.1:0",
+                             "-c", str(conf), APP], cwd=HERE, env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1, result.stderr
+    assert "could not boot; stopping" in result.stderr

@@ -219,7 +219,7 @@ cdef int _pump(Connection self) except -1:
             return _timed_out(self)
         except SystemExit as exc:
             return _app_exit(self, exc)
-        if self.out.len >= HIGH_WATER or self.big is not None or urgent:
+        if self.out.len >= HIGH_WATER or self.big is not None or self.sf_fd >= 0 or urgent:
             try:
                 if not _flush(self):
                     if self.blocking_io:

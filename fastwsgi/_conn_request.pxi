@@ -126,7 +126,7 @@ cdef class Responder:
         if not data:
             return
         _write_body(conn, data)
-        if conn.out.len >= HIGH_WATER or conn.big is not None:
+        if conn.out.len >= HIGH_WATER or conn.big is not None or conn.sf_fd >= 0:
             _flush_blocking(conn)
 
 

@@ -167,8 +167,8 @@ cdef class Connection:
         _retire_responder(self, True)
         self.environ = None
         self.big = None
-        if self.sf_fd >= 0:
-            self.sf_fd = -1
+        self.sf_fd = -1
+        self.sf_hold = None
         free(self.ibuf)
         self.ibuf = NULL
         self.icap = 0

@@ -8,6 +8,7 @@
 #   _conn_output   framing and sending; the response-header policy, in one place
 #   _conn_app      calling the app, pumping its iterable, ending the response
 #   _conn_request  the WSGI objects of one request: start_response/write, wsgi.input
+#   _conn_cache    large bodies the app returns again, sent from sealed memfds
 #
 # The loop calls, for a connection's fd (only while conn.owner == OWNER_LOOP):
 #   want = conn.on_readable()   # recv once, parse every complete request, receive its
@@ -88,6 +89,8 @@ cdef class InputStream:
 cdef class Responder:
     cdef Connection conn
 
+include "_conn_cache.pxd"
+
 cdef class ServerState:
     cdef public object app
     cdef public dict base_environ
@@ -102,6 +105,7 @@ cdef class ServerState:
     cdef public Py_ssize_t body_buffer_size   # decoded body bytes kept in memory
     cdef public object body_temp_dir     # where bodies past body_buffer_size spool (None: TMPDIR)
     cdef public bint stream_body         # hand the app a streaming wsgi.input instead
+    cdef public BodyCache body_cache     # large bodies sent from memfds, or None (off)
     cdef public object access_log
     cdef public object logger
     cdef public long long requests
@@ -163,6 +167,8 @@ cdef class Connection:
     cdef int sf_fd                  # sendfile source, -1 when none
     cdef long long sf_off
     cdef long long sf_left
+    cdef CachedBody sf_hold         # the cached body sf_fd belongs to, or None (a file)
+    cdef bint send_lowat            # TCP_NOTSENT_LOWAT is set (_send_lowat)
     cdef bint resp_sent             # a byte of the current response reached the socket
     cdef Py_ssize_t resp_mark       # out.len when the response began (before: earlier ones)
 

@@ -4,7 +4,7 @@ The request cycle (receive, parse, call the app, frame, send) is cdef-only; see
 _connection.pxd.  server.py builds a ServerState and hands it to _loop.Loop.
 """
 
-from typing import IO, Any, Callable, Iterator, List, Optional
+from typing import IO, Any, Callable, Dict, Iterator, List, Optional
 
 from fastwsgi._parser import Limits
 
@@ -28,6 +28,13 @@ class InputStream:
     def __iter__(self) -> Iterator[bytes]: ...
     def __next__(self) -> bytes: ...
 
+class BodyCache:
+    """Large bytes bodies the app returns again, kept in sealed memfds."""
+    def __init__(self, limit: int) -> None: ...
+    @property
+    def stats(self) -> Dict[str, int]: ...
+    def clear(self) -> None: ...
+
 class ServerState:
     """What every connection of one server shares: the app, limits, timeouts."""
     app: Callable[..., Any]
@@ -46,6 +53,7 @@ class ServerState:
     forwarded: Optional[Callable[[dict], None]]
     dispatch: Optional[Callable[["Connection"], None]]
     deferred: Optional[List["Connection"]]
+    body_cache: Optional[BodyCache]
     def __init__(
         self,
         app: Callable[..., Any],
@@ -59,6 +67,12 @@ class ServerState:
         access_log: Any = None,
         logger: Any = None,
         max_requests: int = 0,
+        body_timeout: float = 30.0,
+        body_min_rate: float = 1024.0,
+        body_buffer_size: int = 65536,
+        body_temp_dir: Optional[str] = None,
+        stream_body: bool = False,
+        body_cache_size: int = 0,
     ) -> None: ...
     def set_watchdog(self, buf: Any, slots: int) -> None:
         """App-call start times, one double per slot, in a writable shared buffer."""

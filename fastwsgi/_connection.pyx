@@ -69,10 +69,18 @@ cdef extern from "sys/socket.h" nogil:
     ssize_t recv(int fd, void* buf, size_t n, int flags)
     ssize_t send(int fd, const void* buf, size_t n, int flags)
     int shutdown(int fd, int how)
+    int setsockopt(int fd, int level, int name, const void* val, unsigned int len)
     int MSG_NOSIGNAL
+    int MSG_MORE
     int MSG_DONTWAIT
     int SHUT_WR
     int SHUT_RDWR
+
+cdef extern from "netinet/in.h" nogil:
+    int IPPROTO_TCP
+
+cdef extern from "netinet/tcp.h" nogil:
+    int TCP_NOTSENT_LOWAT
 
 cdef extern from "sys/uio.h" nogil:
     struct iovec:
@@ -116,6 +124,7 @@ def monotonic():
 
 DEF HIGH_WATER = 262144       # pump the iterable until this much output is queued
 DEF BIG_CHUNK = 65536         # body chunks at least this large are sent without a copy
+DEF SEND_LOWAT = 16384        # unsent bytes the kernel keeps of a large sendfile
 DEF FETCH_SIZE = 65536        # bytes read per blocking body fetch
 DEF LINGER_SECONDS = 2.0
 DEF DRAIN_BUDGET = 1048576    # unread body bytes we discard to keep a connection alive
@@ -146,6 +155,7 @@ cdef object _DONE = object()
 cdef object _EMPTY = ()
 
 
+include "_conn_cache.pxi"
 include "_conn_output.pxi"
 include "_conn_request.pxi"
 
@@ -168,7 +178,7 @@ cdef class ServerState:
                  double header_timeout=10.0, double io_timeout=30.0, access_log=None,
                  logger=None, long long max_requests=0, double body_timeout=30.0,
                  double body_min_rate=1024.0, Py_ssize_t body_buffer_size=65536,
-                 body_temp_dir=None, bint stream_body=False):
+                 body_temp_dir=None, bint stream_body=False, long long body_cache_size=0):
         self.app = app
         self.base_environ = base_environ
         self.limits = limits
@@ -183,6 +193,7 @@ cdef class ServerState:
         self.body_buffer_size = body_buffer_size
         self.body_temp_dir = body_temp_dir
         self.stream_body = stream_body
+        self.body_cache = BodyCache(body_cache_size) if body_cache_size > 0 else None
         self.access_log = access_log
         self.logger = logger
         self.requests = 0

@@ -902,6 +902,16 @@ SETTINGS = (
             "Directory of spooled request bodies (default: the system's temporary "
             "directory, TMPDIR).",
             flags=("--body-temp-dir",), metavar="DIR"),
+    # -- response bodies (fastwsgi/_conn_cache.pxi)
+    Setting("body_cache_size", "HTTP", non_negative_size, 64 * 1024 * 1024,
+            "Bytes of response bodies kept in sealed memory files per worker: a "
+            "bytes body of 128 KiB or more that the app returns again (the same "
+            "object, e.g. a module-level constant or an in-memory cache) is sent "
+            "from one with sendfile(2), without copying it into the socket. Bodies "
+            "seen once are remembered (referenced) to recognise them: at most 4, "
+            "together at most an eighth of this size, which is so the largest body "
+            "cached. 0: off.",
+            flags=("--body-cache-size",), metavar="BYTES"),
     Setting("stream_request_body", "HTTP", boolean, False,
             "Do not receive request bodies before calling the app: wsgi.input reads "
             "the socket as the app asks (each read waits up to --io-timeout), so a "

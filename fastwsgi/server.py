@@ -79,6 +79,7 @@ def make_state(app, config, sock=None, multiprocess=False, access_log=None):
         body_buffer_size=config.body_buffer_size,
         body_temp_dir=config.body_temp_dir,
         stream_body=config.stream_request_body,
+        body_cache_size=config.body_cache_size,
         access_log=access_log,
         logger=ClientLog(log),
     )

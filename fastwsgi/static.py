@@ -30,6 +30,11 @@ What a request gets (RFC 9110):
 * Only regular files: a FIFO, device or socket is 404.  The file is opened
   with O_NONBLOCK and fstat()ed before anything is read, so a FIFO with no
   writer cannot block the event loop (a plain open() of one would).
+* Where a file is, is asked of the kernel after it is opened: the path of the
+  open descriptor (/proc/self/fd/N, every symlink resolved) must lie inside
+  the directory.  No window between a check and the open, and one readlink
+  instead of an lstat per path component (os.path.realpath, where /proc is
+  not mounted).
 * Range numbers are bounded: a first-byte-pos of more than 18 digits is past
   any file (416), a larger last-byte-pos or suffix-length is clamped to the
   file (RFC 9110 §14.1.2), never an int() of thousands of digits.
@@ -62,29 +67,45 @@ _ENCODING_TYPES = {
 }
 
 
-class _Slice:
-    """A byte range of an open file: fileno()/tell() for sendfile, read() bounded."""
+class _File:
+    """An open file descriptor as wsgi.file_wrapper wants it: fileno() and tell()
+    (fastwsgi sends it with sendfile from there), read() (any other server
+    iterates it), close() -- at most ``length`` bytes from ``start``.  Lighter
+    than a buffered file object, which a sendfile never uses."""
 
-    def __init__(self, f, start, length):
-        f.seek(start)
-        self.f = f
-        self.left = length
+    __slots__ = ("fd", "left")
+
+    def __init__(self, fd, start=0, length=None):
+        self.fd = fd
+        if start:
+            os.lseek(fd, start, os.SEEK_SET)
+        self.left = length          # None: to the end of the file
 
     def fileno(self):
-        return self.f.fileno()
+        if self.fd < 0:
+            raise ValueError("I/O operation on closed file")
+        return self.fd
 
     def tell(self):
-        return self.f.tell()
+        return os.lseek(self.fileno(), 0, os.SEEK_CUR)
 
     def read(self, size=-1):
-        if size < 0 or size > self.left:
-            size = self.left
-        data = self.f.read(size)
-        self.left -= len(data)
+        if size is None or size < 0:
+            size = _CHUNK if self.left is None else self.left
+        if self.left is not None:
+            size = min(size, self.left)
+        data = os.read(self.fileno(), size) if size else b""
+        if self.left is not None:
+            self.left -= len(data)
         return data
 
     def close(self):
-        self.f.close()
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __del__(self):
+        self.close()
 
 
 def _blocks(filelike, blksize=_CHUNK):
@@ -160,25 +181,42 @@ def _parse_range(header, size):
     return max(0, size - suffix), size - 1
 
 
-def _open_regular(path):
-    """``path`` opened for reading if it is a regular file, else None.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+_PROC_FD = "/proc/self/fd/"
+_HAVE_PROC = os.path.isdir(_PROC_FD)
+_CACHE_MAX = 1024              # entries of each small cache below
+
+
+def _open_inside(path, root):
+    """(fd, its stat) of ``path`` if it is a regular file inside ``root``, else None.
 
     O_NONBLOCK: open() of a FIFO without a writer would block the server until
     one appears; with it the open returns at once and fstat() says what it
     is.  (For a regular file O_NONBLOCK changes nothing.)  O_NOCTTY: a tty
-    device never becomes our controlling terminal."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
+    device never becomes our controlling terminal.  Inside: where the opened
+    descriptor really is (every symlink resolved by the kernel) starts with the
+    root's path."""
+    if not _HAVE_PROC and not _inside(os.path.realpath(path), root):
         return None
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            return None
-        return os.fdopen(fd, "rb")
+        fd = os.open(path, _OPEN_FLAGS)
+    except (OSError, ValueError):
+        return None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISREG(st.st_mode) and (
+                not _HAVE_PROC or _inside(os.readlink(_PROC_FD + str(fd)), root)):
+            return fd, st
     except BaseException:
         os.close(fd)
         raise
+    os.close(fd)
+    return None
+
+
+def _inside(real, root):
+    return real.startswith(root) and (len(real) == len(root) or real[len(root)] == os.sep
+                                      or root == os.sep)
 
 
 class StaticFiles:
@@ -189,6 +227,8 @@ class StaticFiles:
         self.dotfiles = dotfiles
         self.cache_control = cache_control
         mounts = []
+        self._dates = {}           # mtime -> Last-Modified
+        self._types = {}           # last suffixes of a name -> Content-Type
         for prefix, directory in dict(directories).items():
             root = os.path.realpath(directory)
             if not os.path.isdir(root):
@@ -208,9 +248,10 @@ class StaticFiles:
     # -- one file -----------------------------------------------------------------
 
     def resolve(self, environ, root, relative):
-        """The real path of a regular file under root for this request, or None."""
+        """The path under root this request names, or None if it may name none
+        (whether it is a regular file inside root is _open_inside's question)."""
         raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or ""
-        if _ENCODED_SEPARATOR.search(raw.split("?", 1)[0]):
+        if "%" in raw and _ENCODED_SEPARATOR.search(raw.split("?", 1)[0]):
             return None
         if "\x00" in relative or "\\" in relative:
             return None
@@ -225,38 +266,66 @@ class StaticFiles:
             parts.append(segment)
         if not parts:
             return None                  # the directory itself: no listing
-        try:
-            # PEP 3333: PATH_INFO is the request's bytes as latin-1; file names are
-            # the filesystem encoding's (utf-8, surrogateescape for the rest)
-            names = [os.fsdecode(p.encode("latin-1")) for p in parts]
-        except UnicodeEncodeError:
-            return None
-        real = os.path.realpath(os.path.join(root, *names))
-        if real != root and not real.startswith(root.rstrip(os.sep) + os.sep):
-            return None                  # a symlink out of the root
-        return real
+        if not relative.isascii():
+            try:
+                # PEP 3333: PATH_INFO is the request's bytes as latin-1; file names
+                # are the filesystem encoding's (utf-8, surrogateescape for the rest)
+                parts = [os.fsdecode(p.encode("latin-1")) for p in parts]
+            except UnicodeEncodeError:
+                return None
+        return os.path.join(root, *parts)
 
     def serve(self, environ, start_response, root, relative):
         method = environ.get("REQUEST_METHOD", "GET")
         if method not in ("GET", "HEAD"):
             return _plain(start_response, "405 Method Not Allowed", [("Allow", "GET, HEAD")],
                           b"Method Not Allowed\n")
-        real = self.resolve(environ, root, relative)
-        f = _open_regular(real) if real is not None else None
-        if f is None:
+        path = self.resolve(environ, root, relative)
+        opened = _open_inside(path, root) if path is not None else None
+        if opened is None:
             return _plain(start_response, "404 Not Found", body=b"Not Found\n")
+        f = _File(opened[0])
         try:
-            return self._respond(environ, start_response, f, real, os.fstat(f.fileno()),
-                                 method)
+            return self._respond(environ, start_response, f, path, opened[1], method)
         except BaseException:
             f.close()
             raise
 
-    def _respond(self, environ, start_response, f, real, st, method):
+    def _last_modified(self, mtime):
+        date = self._dates.get(mtime)
+        if date is None:
+            if len(self._dates) >= _CACHE_MAX:
+                self._dates.clear()
+            date = self._dates[mtime] = email.utils.formatdate(mtime, usegmt=True)
+        return date
+
+    def _content_type(self, path):
+        # mimetypes looks at the last suffix, and the one before it when the last
+        # is an encoding (.tar.gz): those two suffixes are the cache's key
+        stem, dot, ext = path.rpartition(os.sep)[2].rpartition(".")
+        if not dot or not stem.strip("."):
+            key = ""                 # no suffix, or a dotfile's name (.bashrc)
+        else:
+            before, dot, prev = stem.rpartition(".")
+            key = "x." + (prev + "." if dot and before.strip(".") else "") + ext
+        ctype = self._types.get(key)
+        if ctype is None:
+            ctype, encoding = mimetypes.guess_type(key)
+            if encoding:
+                ctype = _ENCODING_TYPES.get(encoding, "application/octet-stream")
+            ctype = ctype or "application/octet-stream"
+            if ctype.startswith("text/"):
+                ctype += "; charset=utf-8"
+            if len(self._types) >= _CACHE_MAX:
+                self._types.clear()
+            self._types[key] = ctype
+        return ctype
+
+    def _respond(self, environ, start_response, f, path, st, method):
         size = st.st_size
         etag = f'"{st.st_mtime_ns:x}-{size:x}"'
         mtime = int(st.st_mtime)
-        last_modified = email.utils.formatdate(mtime, usegmt=True)
+        last_modified = self._last_modified(mtime)
         validators = [("ETag", etag), ("Last-Modified", last_modified)]
         if self.cache_control:
             # RFC 9111 §4.3.4: a 304 carries the Cache-Control a 200 would have
@@ -275,13 +344,8 @@ class StaticFiles:
             start_response("304 Not Modified", validators)
             return []
 
-        ctype, encoding = mimetypes.guess_type(real)
-        if encoding:
-            ctype = _ENCODING_TYPES.get(encoding, "application/octet-stream")
-        ctype = ctype or "application/octet-stream"
-        if ctype.startswith("text/"):
-            ctype += "; charset=utf-8"
-        headers = [("Content-Type", ctype), ("Accept-Ranges", "bytes")] + validators
+        headers = [("Content-Type", self._content_type(path)), ("Accept-Ranges", "bytes")]
+        headers.extend(validators)
 
         status, start, length = "200 OK", 0, size
         header = environ.get("HTTP_RANGE")
@@ -302,7 +366,11 @@ class StaticFiles:
         if method == "HEAD":
             f.close()
             return []
-        body = _Slice(f, start, length) if length != size else f
+        if length != size:
+            f.left = length
+            if start:
+                os.lseek(f.fd, start, os.SEEK_SET)
+        body = f
         wrapper = environ.get("wsgi.file_wrapper")
         if wrapper is not None:
             return wrapper(body, _CHUNK)

@@ -34,6 +34,12 @@ def site(tmp_path_factory):
     (base / "secret.txt").write_bytes(b"TOP SECRET\n")
     os.symlink(base / "secret.txt", root / "leak.txt")
     os.symlink(root / "hello.txt", root / "alias.txt")
+    os.symlink(base, root / "up")                        # a directory out of the root
+    os.symlink(root / "css", root / "style")             # a directory inside it
+    # a sibling whose name starts with the root's: outside all the same
+    (base / "root2").mkdir()
+    (base / "root2" / "s.txt").write_bytes(b"TOP SECRET sibling\n")
+    os.symlink(base / "root2" / "s.txt", root / "sib.txt")
     server = ServerProcess(["--static", f"/static={root}", "deploy:app"])
     yield server, root
     server.stop()
@@ -183,6 +189,8 @@ def raw_get(site, target):
     "/static/%5c..%5csecret.txt",
     "/static/hello.txt%00.png",
     "/static/leak.txt",                        # symlink out of the root
+    "/static/up/secret.txt",                   # through a symlinked directory
+    "/static/sib.txt",                         # into root2, a sibling named like it
     "/static/",
     "/static",
     "/static/css",
@@ -196,6 +204,9 @@ def test_no_way_out_of_the_root(site, target):
 
 def test_symlink_inside_the_root_is_followed(site):
     assert raw_get(site, "/static/alias.txt")[1].endswith(b"hello, static world\n")
+    assert raw_get(site, "/static/style/site.css")[1].endswith(b"body { color: red }\n")
+    # out and back in again: the file is inside, wherever the path went
+    assert raw_get(site, "/static/up/root/hello.txt")[1].endswith(b"hello, static world\n")
 
 
 def test_other_methods_and_paths(site):
@@ -238,6 +249,36 @@ def test_middleware_under_a_server_without_file_wrapper(tmp_path):
     body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/s/f.txt",
                          "HTTP_RANGE": "bytes=2-4"}, start_response))
     assert seen["status"] == "206 Partial Content" and body == b"234"
+    big = bytes(range(256)) * 1000                     # several reads
+    (tmp_path / "big.bin").write_bytes(big)
+    fds = len(os.listdir("/proc/self/fd"))
+    for _ in range(50):
+        body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/s/big.bin"},
+                            start_response))
+        assert seen["status"] == "200 OK" and body == big
+        body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/s/big.bin",
+                             "HTTP_RANGE": "bytes=1000-"}, start_response))
+        assert body == big[1000:]
+    assert len(os.listdir("/proc/self/fd")) <= fds      # every file closed
+
+
+def test_middleware_with_wsgiref_file_wrapper(tmp_path):
+    """The file object handed to another server's wsgi.file_wrapper reads like a file."""
+    from wsgiref.util import FileWrapper
+    big = bytes(range(256)) * 1000
+    (tmp_path / "big.bin").write_bytes(big)
+    app = StaticFiles(lambda e, s: [], {"/s": str(tmp_path)})
+    seen = {}
+
+    def start_response(status, headers):
+        seen["status"] = status
+
+    result = app({"REQUEST_METHOD": "GET", "PATH_INFO": "/s/big.bin",
+                  "HTTP_RANGE": "bytes=10-99999", "wsgi.file_wrapper": FileWrapper},
+                 start_response)
+    body = b"".join(result)
+    result.close()
+    assert seen["status"] == "206 Partial Content" and body == big[10:100000]
 
 
 # ------------------------------------------------------- safe by default (issue 12)

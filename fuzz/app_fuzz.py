@@ -205,6 +205,9 @@ def headers(ch):
     return ListSub(items) if ch.chance(2) else items
 
 
+SHARED_BIG = (bytes(range(256)) * 4096, bytes(range(255, -1, -1)) * 768)   # 1 MiB, 192 KiB
+
+
 def item(ch):
     """One body item."""
     if ch.bad():
@@ -213,7 +216,10 @@ def item(ch):
     if k < 24:
         size = ch.pick(SIZES[:10])
         return os.urandom(size) if k & 1 else b"x" * size
-    return [BSub(b"sub"), b"y" * ch.pick([1 << 20, 3 << 20]), b"", b"", b"0\r\n\r\n",
+    # large bodies: new objects, or the same objects again (the body cache's
+    # memfds: a second sighting is sent with sendfile)
+    big = ch.pick([b"y" * (1 << 20), b"y" * (3 << 20), SHARED_BIG[0], SHARED_BIG[1]])
+    return [BSub(b"sub"), big, b"", b"", b"0\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nX-Evil: injected\r\n\r\n", b"z" * 65536, BSub(b"")][k - 24]
 
 

@@ -75,7 +75,8 @@ set +e
     tests/test_server_http.py tests/test_server_app.py tests/test_server_limits.py \
     tests/test_proxy.py tests/test_misbehaving_apps.py tests/test_smuggling.py \
     tests/test_writer.py tests/test_fuzz_app.py \
-    tests/test_connection.py tests/test_lifecycle.py \
+    tests/test_connection.py tests/test_lifecycle.py tests/test_body_cache.py \
+    tests/test_static.py \
     2>&1 | tee "$SERVER_LOG"
 status=${PIPESTATUS[0]}
 set -e

@@ -910,7 +910,8 @@ SETTINGS = (
             "from one with sendfile(2), without copying it into the socket. Bodies "
             "seen once are remembered (referenced) to recognise them: at most 4, "
             "together at most an eighth of this size, which is so the largest body "
-            "cached. 0: off.",
+            "cached. The memory files count toward the worker's cgroup (as shared "
+            "memory), not toward its RSS (--max-worker-memory). 0: off.",
             flags=("--body-cache-size",), metavar="BYTES"),
     Setting("stream_request_body", "HTTP", boolean, False,
             "Do not receive request bodies before calling the app: wsgi.input reads "

@@ -186,7 +186,7 @@ cdef bint _try_sendfile(Connection self, FileWrapper wrapper) except -1:
         self.remaining -= size
     self.body_bytes = size
     if not self.no_body and size > 0:
-        if size >= CACHE_MIN:
+        if size >= LOWAT_FROM:
             _send_lowat(self)
         self.sf_fd = fd
         self.sf_off = offset
@@ -200,9 +200,9 @@ cdef void _send_lowat(Connection self) noexcept:
     sendfile).  The rest stays in the file until the peer's window opens, and our
     own sendfile, woken by EPOLLOUT, sends it: on the server's CPU, instead of the
     ACK of the client's read transmitting it on the client's.  Measured with wrk
-    on loopback (bench/RESULTS.md, issue 15): 1.25x the 1 MiB responses/s for
-    about 5 % more server CPU per response.  (A Unix socket refuses the option:
-    nothing to do there.)"""
+    on loopback (bench/RESULTS.md, issue 15): about 1.15x the 1 MiB responses/s,
+    at about the same server CPU per response.  (A Unix socket refuses the
+    option: nothing to do there.)"""
     cdef int v = SEND_LOWAT
     if not self.send_lowat:
         self.send_lowat = True

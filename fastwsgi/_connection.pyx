@@ -125,6 +125,7 @@ def monotonic():
 DEF HIGH_WATER = 262144       # pump the iterable until this much output is queued
 DEF BIG_CHUNK = 65536         # body chunks at least this large are sent without a copy
 DEF SEND_LOWAT = 16384        # unsent bytes the kernel keeps of a large sendfile
+DEF LOWAT_FROM = 131072       # ... from a sendfile of this size on (a cached body: all)
 DEF FETCH_SIZE = 65536        # bytes read per blocking body fetch
 DEF LINGER_SECONDS = 2.0
 DEF DRAIN_BUDGET = 1048576    # unread body bytes we discard to keep a connection alive

@@ -334,6 +334,29 @@ def test_large_sendfile_sets_notsent_lowat_once(harness, mode):
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_large_file_wrapper_sendfile_sets_notsent_lowat(harness, mode, tmp_path):
+    (tmp_path / "small").write_bytes(b"s" * 10_000)
+    (tmp_path / "large").write_bytes(OTHER)
+
+    def app(environ, start_response):
+        f = open(tmp_path / environ["PATH_INFO"][1:], "rb")
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](f)
+
+    h = harness(app, mode).start()
+    client, spy = tcp_client(h)
+    with client, spy:
+        default = spy.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT)
+        f = client.makefile("rb")
+        client.sendall(get("/small"))
+        assert read_response(f)[2] == b"s" * 10_000
+        assert spy.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT) == default
+        client.sendall(get("/large"))
+        assert read_response(f)[2] == OTHER
+        assert spy.getsockopt(socket.IPPROTO_TCP, TCP_NOTSENT_LOWAT) == 16384
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_a_slow_download_over_tcp_gets_its_bytes_while_others_are_served(harness, mode):
     big = b"".join(b"%07d\n" % i for i in range(8 * MiB // 8))
     bodies = {"/big": big, "/hello": b"hello"}

@@ -15,7 +15,8 @@
 #   seals): nothing can change those pages again, so a response can never carry
 #   bytes other than its own, however long the kernel keeps them in flight after
 #   sendfile() returned (on loopback, until the peer has read them).
-# - Cached bodies are evicted oldest-first past `limit` bytes.  The memfd is closed
+# - Cached bodies are evicted oldest-first past `limit` bytes or MAX_ENTRIES
+#   bodies (each holds a file descriptor).  The memfd is closed
 #   when the last holder lets go: the cache, or a connection still sending it
 #   (Connection.sf_hold); so an eviction never closes an fd under a send.
 # - Every method may run on any thread (app threads); one lock guards the tables.
@@ -30,6 +31,7 @@ import threading
 
 DEF CACHE_MIN = 131072        # bodies smaller than this are copied as before
 DEF MAX_CANDIDATES = 4        # bodies seen once, kept to recognise a second time
+DEF MAX_ENTRIES = 64          # cached bodies (memfds) at most
 DEF RETRY_AFTER = 1000        # bodies sent by copy after a memfd could not be made
 
 
@@ -130,7 +132,8 @@ cdef class BodyCache:
 
     cdef void _evict(self, Py_ssize_t room) except *:
         cdef CachedBody old
-        while self.entries and self.size + room > self.limit:
+        while self.entries and (self.size + room > self.limit
+                                or len(self.entries) >= MAX_ENTRIES):
             old = self.entries.pop(next(iter(self.entries)))
             self.size -= old.size
 

@@ -904,7 +904,8 @@ SETTINGS = (
             flags=("--body-temp-dir",), metavar="DIR"),
     # -- response bodies (fastwsgi/_conn_cache.pxi)
     Setting("body_cache_size", "HTTP", non_negative_size, 64 * 1024 * 1024,
-            "Bytes of response bodies kept in sealed memory files per worker: a "
+            "Bytes of response bodies kept in sealed memory files per worker (at "
+            "most 64 bodies, each holds a file descriptor): a "
             "bytes body of 128 KiB or more that the app returns again (the same "
             "object, e.g. a module-level constant or an in-memory cache) is sent "
             "from one with sendfile(2), without copying it into the socket. Bodies "

@@ -208,6 +208,21 @@ def test_eviction_keeps_the_cache_within_its_size(harness, mode):
     assert stats["fills"] > 12 and stats["entries"] < 12, stats
 
 
+def test_at_most_64_bodies_are_cached(harness):
+    # each cached body holds a file descriptor: their number is bounded too
+    bodies = {f"/{k}": b"%03d" % k * 50_000 for k in range(80)}         # 150 KB each
+    gc.collect()                    # other tests' caches: closed
+    h = harness(by_path(bodies), body_cache_size=1 << 30).start()
+    c, f = connect(h)
+    for path, body in bodies.items():
+        for _ in range(2):
+            c.sendall(get(path))
+            assert read_response(f)[2] == body, path
+    stats = h.state.body_cache.stats
+    assert stats["fills"] == 80 and stats["entries"] == 64, stats
+    assert len(memfds()) == 64
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_clearing_the_cache_under_a_stalled_send_keeps_its_bytes(harness, mode):
     """The client does not read: the response waits half sent from a memfd.  The

@@ -70,16 +70,20 @@ _ENCODING_TYPES = {
 class _File:
     """An open file descriptor as wsgi.file_wrapper wants it: fileno() and tell()
     (fastwsgi sends it with sendfile from there), read() (any other server
-    iterates it), close() -- at most ``length`` bytes from ``start``.  Lighter
-    than a buffered file object, which a sendfile never uses."""
+    iterates it), close(); narrowed to a byte range by slice().  Lighter than a
+    buffered file object, which a sendfile never uses."""
 
     __slots__ = ("fd", "left")
 
-    def __init__(self, fd, start=0, length=None):
+    def __init__(self, fd):
         self.fd = fd
+        self.left = None            # bytes left to read; None: to the end of the file
+
+    def slice(self, start, length):
+        """From here on: ``length`` bytes from ``start``."""
         if start:
-            os.lseek(fd, start, os.SEEK_SET)
-        self.left = length          # None: to the end of the file
+            os.lseek(self.fd, start, os.SEEK_SET)
+        self.left = length
 
     def fileno(self):
         if self.fd < 0:
@@ -367,14 +371,11 @@ class StaticFiles:
             f.close()
             return []
         if length != size:
-            f.left = length
-            if start:
-                os.lseek(f.fd, start, os.SEEK_SET)
-        body = f
+            f.slice(start, length)
         wrapper = environ.get("wsgi.file_wrapper")
         if wrapper is not None:
-            return wrapper(body, _CHUNK)
-        return _blocks(body)
+            return wrapper(f, _CHUNK)
+        return _blocks(f)
 
     @staticmethod
     def _if_range(environ, etag, mtime):
